@@ -1,0 +1,141 @@
+"""The `certsmith` command line."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from certsmith import __version__
+
+
+def parse_duration(value: str) -> timedelta:
+    """'90d', '12h', '30m' or '45s'."""
+    match = re.fullmatch(r"(\d+)([dhms])", value.strip())
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a duration like 90d, 12h, 30m or 45s")
+    unit = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+@click.group()
+@click.version_option(__version__, prog_name="certsmith")
+def main() -> None:
+    """certsmith: an ACME (RFC 8555) certificate authority and client."""
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="CA keys, root.pem, listener TLS files and the database.",
+)
+@click.option("--listen", default="127.0.0.1:14000", show_default=True, help="HOST:PORT.")
+@click.option(
+    "--database",
+    default=None,
+    help="SQLAlchemy URL; default sqlite+aiosqlite:///DATA_DIR/certsmith.db.",
+)
+@click.option(
+    "--http01-port",
+    type=click.IntRange(1, 65535),
+    default=80,
+    show_default=True,
+    help="Port the VA connects to for http-01.",
+)
+@click.option(
+    "--dns-server",
+    default=None,
+    help="HOST:PORT of the DNS server the VA asks; default: the system resolver.",
+)
+@click.option("--plain-http", is_flag=True, help="Serve HTTP (behind a TLS proxy).")
+@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--tos-url", default=None, help="Terms of service URL; default: served at /terms.")
+@click.option("--website", default=None, help="Website URL for the directory meta.")
+@click.option("--caa-identity", multiple=True, help="Domain CAA records name for this CA.")
+@click.option("--block-suffix", multiple=True, help="Refuse names under this suffix.")
+@click.option("--cert-lifetime", default="90d", show_default=True, help="e.g. 90d, 6d, 12h.")
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(
+    data_dir: Path,
+    listen: str,
+    database: str | None,
+    http01_port: int,
+    dns_server: str | None,
+    plain_http: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tos_url: str | None,
+    website: str | None,
+    caa_identity: tuple[str, ...],
+    block_suffix: tuple[str, ...],
+    cert_lifetime: str,
+    log_level: str,
+) -> None:
+    """Run the CA, creating DATA_DIR with a new root and intermediate on first start."""
+    import uvicorn
+
+    from certsmith.server.app import create_app
+    from certsmith.server.clock import SystemClock
+    from certsmith.server.config import ServerConfig, parse_host_port
+    from certsmith.server.events import configure_logging
+    from certsmith.server.issuance.ca import CertificateAuthority, ensure_listener_certificate
+
+    try:
+        host, port = parse_host_port(listen)
+        dns = parse_host_port(dns_server, default_port=53) if dns_server else None
+        config = ServerConfig(
+            data_dir=data_dir.resolve(),
+            listen_host=host,
+            listen_port=port,
+            database_url=database,
+            plain_http=plain_http,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            http01_port=http01_port,
+            dns_server=dns,
+            terms_of_service=tos_url,
+            website=website,
+            caa_identities=caa_identity or ("certsmith.invalid",),
+            blocked_suffixes=block_suffix,
+            certificate_lifetime=parse_duration(cert_lifetime),
+        )
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    configure_logging(log_level.upper())
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca = CertificateAuthority.load_or_create(config.data_dir, SystemClock())
+    ssl: dict[str, str] = {}
+    if not plain_http:
+        cert, key = (
+            (tls_cert, tls_key)
+            if tls_cert and tls_key
+            else ensure_listener_certificate(ca, config.data_dir, [host])
+        )
+        ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"certsmith {__version__}")
+    click.echo(f"directory: {config.scheme}://{shown_host}:{port}/directory")
+    click.echo(f"root certificate: {config.data_dir / 'root.pem'}")
+    sys.stdout.flush()
+    uvicorn_config = uvicorn.Config(
+        create_app(config),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        **ssl,  # type: ignore[arg-type]
+    )
+    uvicorn.Server(uvicorn_config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The certsmith CA: front end, registration authority, validation, issuance, storage."""

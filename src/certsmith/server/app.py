@@ -1,0 +1,224 @@
+"""The ACME HTTP endpoints (RFC 8555 §7) and the ASGI application that routes to them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from certsmith.acme.problems import AcmeProblem, ProblemType, not_found, unauthorized
+from certsmith.server.clock import Clock
+from certsmith.server.config import ServerConfig
+from certsmith.server.frontend import FrontEnd, endpoint, require_post_as_get, urls_for
+from certsmith.server.registration import OrderView
+from certsmith.server.resources import (
+    account_json,
+    authorization_json,
+    challenge_json,
+    order_json,
+)
+
+_ORDERS_PAGE = 50
+_TERMS = (
+    "certsmith terms of service\n\n"
+    "Certificates from this CA are for testing and private use. The operator may revoke\n"
+    "any certificate at any time. Do not rely on them where a public CA is expected.\n"
+)
+
+
+def terms_url(front: FrontEnd, request: Request) -> str:
+    return front.config.terms_of_service or f"{urls_for(request).base}/terms"
+
+
+@endpoint
+async def directory(front: FrontEnd, request: Request) -> Response:
+    urls = urls_for(request)
+    meta: dict[str, object] = {
+        "termsOfService": terms_url(front, request),
+        "website": front.config.website or f"{urls.base}/",
+        "caaIdentities": list(front.config.caa_identities),
+        "externalAccountRequired": False,
+    }
+    body = {
+        "newNonce": urls.new_nonce,
+        "newAccount": urls.new_account,
+        "newOrder": urls.new_order,
+        "meta": meta,
+    }
+    return front.json(request, body)
+
+
+@endpoint
+async def new_nonce(front: FrontEnd, request: Request) -> Response:
+    # RFC 8555 §7.2: 200 for HEAD, 204 for GET, never cached.
+    status = 200 if request.method == "HEAD" else 204
+    return Response(status_code=status, headers=front.headers(request))
+
+
+@endpoint
+async def new_account(front: FrontEnd, request: Request) -> Response:
+    signed = await front.signed(request, use_jwk=True)
+    account, created = await front.ra.new_account(signed.key, signed.payload)
+    urls = urls_for(request)
+    return front.json(
+        request,
+        account_json(urls, account),
+        201 if created else 200,
+        {"Location": urls.account(account.id)},
+    )
+
+
+@endpoint
+async def account(front: FrontEnd, request: Request) -> Response:
+    signed = await front.signed(request)
+    if signed.caller.id != request.path_params["account_id"]:
+        raise unauthorized("the 'kid' does not name this account")
+    row = signed.caller
+    if not signed.jws.is_post_as_get:
+        row = await front.ra.update_account(row, signed.payload)
+    return front.json(request, account_json(urls_for(request), row))
+
+
+@endpoint
+async def orders(front: FrontEnd, request: Request) -> Response:
+    """The account's orders list (RFC 8555 §7.1.2.1), paginated with Link rel="next"."""
+    signed = await front.signed(request)
+    require_post_as_get(signed)
+    if signed.caller.id != request.path_params["account_id"]:
+        raise unauthorized("the 'kid' does not name this account")
+    after = request.query_params.get("cursor")
+    ids = await front.ra.orders_of_account(signed.caller, after, _ORDERS_PAGE + 1)
+    urls = urls_for(request)
+    headers = {}
+    if len(ids) > _ORDERS_PAGE:
+        ids = ids[:_ORDERS_PAGE]
+        next_url = f"{urls.orders(signed.caller.id)}?cursor={ids[-1]}"
+        headers["Link"] = f'<{urls.directory}>;rel="index", <{next_url}>;rel="next"'
+    return front.json(request, {"orders": [urls.order(i) for i in ids]}, headers=headers)
+
+
+@endpoint
+async def new_order(front: FrontEnd, request: Request) -> Response:
+    signed = await front.signed(request)
+    view = await front.ra.new_order(signed.caller, signed.payload)
+    urls = urls_for(request)
+    return front.json(request, order_json(urls, view), 201, {"Location": urls.order(view.order.id)})
+
+
+@endpoint
+async def order(front: FrontEnd, request: Request) -> Response:
+    signed = await front.signed(request)
+    require_post_as_get(signed)
+    view = await front.ra.order(signed.caller, request.path_params["order_id"])
+    return _order_response(front, request, view)
+
+
+def _order_response(front: FrontEnd, request: Request, view: OrderView) -> Response:
+    urls = urls_for(request)
+    headers = {"Location": urls.order(view.order.id)}
+    if view.order.status == "processing":
+        headers["Retry-After"] = "1"
+    return front.json(request, order_json(urls, view), headers=headers)
+
+
+@endpoint
+async def finalize(front: FrontEnd, request: Request) -> Response:
+    signed = await front.signed(request)
+    view = await front.ra.finalize(signed.caller, request.path_params["order_id"], signed.payload)
+    return _order_response(front, request, view)
+
+
+@endpoint
+async def authorization(front: FrontEnd, request: Request) -> Response:
+    signed = await front.signed(request)
+    require_post_as_get(signed)
+    view = await front.ra.authorization(signed.caller, request.path_params["authz_id"])
+    return front.json(request, authorization_json(urls_for(request), view))
+
+
+@endpoint
+async def challenge(front: FrontEnd, request: Request) -> Response:
+    signed = await front.signed(request)
+    challenge_id = request.path_params["challenge_id"]
+    if signed.jws.is_post_as_get:
+        row, authz = await front.ra.challenge(signed.caller, challenge_id)
+    else:
+        signed.payload  # noqa: B018 -- RFC 8555 §7.5.1: the response must be a JSON object
+        row, authz = await front.ra.respond_to_challenge(signed.caller, challenge_id)
+    urls = urls_for(request)
+    up = f'<{urls.authorization(authz.id)}>;rel="up"'
+    headers = {"Link": f'<{urls.directory}>;rel="index", {up}'}
+    if row.status == "processing":
+        headers["Retry-After"] = "1"
+    return front.json(request, challenge_json(urls, row), headers=headers)
+
+
+@endpoint
+async def certificate(front: FrontEnd, request: Request) -> Response:
+    signed = await front.signed(request)
+    require_post_as_get(signed)
+    row = await front.ra.certificate(signed.caller, request.path_params["certificate_id"])
+    return Response(
+        row.chain_pem,
+        200,
+        headers=front.headers(request),
+        media_type="application/pem-certificate-chain",
+    )
+
+
+async def terms(request: Request) -> Response:
+    return PlainTextResponse(_TERMS)
+
+
+async def index(request: Request) -> Response:
+    return PlainTextResponse(f"certsmith ACME CA\ndirectory: {urls_for(request).directory}\n")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    front: FrontEnd = request.app.state.front
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        problem = AcmeProblem(
+            ProblemType.MALFORMED, f"method {request.method} is not allowed here", status=405
+        )
+        return front.problem(request, problem)
+    return front.problem(request, not_found(f"no resource at {request.url.path}"))
+
+
+def create_app(config: ServerConfig, clock: Clock | None = None) -> Starlette:
+    front = FrontEnd(config, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await front.start()
+        try:
+            yield
+        finally:
+            await front.stop()
+
+    post = ["POST"]
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/terms", terms, methods=["GET"]),
+        Route("/directory", directory, methods=["GET"]),
+        Route("/acme/new-nonce", new_nonce, methods=["GET", "HEAD"]),
+        Route("/acme/new-account", new_account, methods=post),
+        Route("/acme/new-order", new_order, methods=post),
+        Route("/acme/acct/{account_id}", account, methods=post),
+        Route("/acme/acct/{account_id}/orders", orders, methods=post),
+        Route("/acme/order/{order_id}", order, methods=post),
+        Route("/acme/order/{order_id}/finalize", finalize, methods=post),
+        Route("/acme/authz/{authz_id}", authorization, methods=post),
+        Route("/acme/chall/{challenge_id}", challenge, methods=post),
+        Route("/acme/cert/{certificate_id}", certificate, methods=post),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+    )
+    app.state.front = front
+    return app

@@ -1,0 +1,167 @@
+"""Transactions and the queries the server needs, on SQLAlchemy's async engine.
+
+Each state change the server makes runs inside one `Store.transaction()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from certsmith.server.storage.models import (
+    AccountRow,
+    AuthorizationRow,
+    Base,
+    ChallengeRow,
+    OrderAuthorizationRow,
+    OrderRow,
+    ServerSecretRow,
+    UsedNonceRow,
+)
+
+RowT = TypeVar("RowT", bound=Base)
+
+
+def new_id() -> str:
+    """An unguessable, URL-safe resource id (96 random bits)."""
+    return secrets.token_urlsafe(12)
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+class Tx:
+    """One database transaction with the reads and writes the server uses."""
+
+    def __init__(self, session: AsyncSession, *, lock_rows: bool) -> None:
+        self.session = session
+        self._lock_rows = lock_rows
+
+    def add(self, row: Base) -> None:
+        self.session.add(row)
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def get(self, model: type[RowT], row_id: str, *, for_update: bool = False) -> RowT | None:
+        return await self.session.get(model, row_id, with_for_update=for_update and self._lock_rows)
+
+    async def account_by_thumbprint(self, thumbprint: str) -> AccountRow | None:
+        result = await self.session.execute(
+            select(AccountRow).where(AccountRow.key_thumbprint == thumbprint)
+        )
+        return result.scalar_one_or_none()
+
+    async def authorizations_of_order(self, order_id: str) -> list[AuthorizationRow]:
+        result = await self.session.execute(
+            select(AuthorizationRow)
+            .join(OrderAuthorizationRow)
+            .where(OrderAuthorizationRow.order_id == order_id)
+            .order_by(OrderAuthorizationRow.position)
+        )
+        return list(result.scalars())
+
+    async def orders_of_authorization(self, authz_id: str) -> list[OrderRow]:
+        result = await self.session.execute(
+            select(OrderRow)
+            .join(OrderAuthorizationRow)
+            .where(OrderAuthorizationRow.authorization_id == authz_id)
+        )
+        return list(result.scalars())
+
+    async def challenges_of(self, authz_ids: Sequence[str]) -> list[ChallengeRow]:
+        result = await self.session.execute(
+            select(ChallengeRow)
+            .where(ChallengeRow.authorization_id.in_(authz_ids))
+            .order_by(ChallengeRow.type)
+        )
+        return list(result.scalars())
+
+    async def orders_of_account(
+        self, account_id: str, *, after: str | None, limit: int
+    ) -> list[OrderRow]:
+        query = select(OrderRow).where(OrderRow.account_id == account_id)
+        if after is not None:
+            query = query.where(OrderRow.id > after)
+        result = await self.session.execute(query.order_by(OrderRow.id).limit(limit))
+        return list(result.scalars())
+
+    async def rows_in_status(self, model: type[RowT], status: str) -> list[RowT]:
+        result = await self.session.execute(
+            select(model).where(model.status == status)  # type: ignore[attr-defined]
+        )
+        return list(result.scalars())
+
+    async def redeem_nonce(self, value: str, expires_at: int) -> bool:
+        """Record `value` as used; False if it was used before."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(UsedNonceRow(value=value, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+    async def purge_used_nonces(self, now: int) -> None:
+        await self.session.execute(delete(UsedNonceRow).where(UsedNonceRow.expires_at < now))
+
+    async def secret(self, name: str, create: bytes) -> bytes:
+        """The shared secret `name`, stored as `create` if no process stored one first."""
+        row = await self.session.get(ServerSecretRow, name)
+        if row is None:
+            row = ServerSecretRow(name=name, value=create)
+            self.session.add(row)
+        return row.value
+
+
+class Store:
+    """The database behind one server process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine: AsyncEngine = create_async_engine(url, connect_args=self._connect_args())
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # SQLite has one writer; serialising writers here avoids "database is locked".
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    def _connect_args(self) -> dict[str, Any]:
+        return {"timeout": 30} if self.is_sqlite else {}
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[Tx]:
+        """One transaction; committed on normal exit, rolled back on an exception."""
+        lock = self._write_lock if write and self._write_lock else contextlib.nullcontext()
+        session = AsyncSession(self.engine, expire_on_commit=False)
+        async with lock, session, session.begin():
+            yield Tx(session, lock_rows=not self.is_sqlite)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from certsmith.server.storage.migrate import upgrade_to_head
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade_to_head)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed during a write; NORMAL sync is durable across process
+    # crashes in WAL mode, which is the failure the CA must survive.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

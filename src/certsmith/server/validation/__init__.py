@@ -1,0 +1,1 @@
+"""The validation authority: network checks that prove control of an identifier."""
