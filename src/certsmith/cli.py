@@ -132,6 +132,8 @@ def serve(
         access_log=False,
         server_header=False,
         lifespan="on",
+        # Clients that keep connections open must not hold a restart up.
+        timeout_graceful_shutdown=3,
         **ssl,  # type: ignore[arg-type]
     )
     uvicorn.Server(uvicorn_config).run()

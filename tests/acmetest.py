@@ -1,0 +1,145 @@
+"""A small synchronous ACME driver for tests: signs with our JOSE core, checks nothing.
+
+It exists to send both good and deliberately bad requests; the product's own client is
+`certsmith.client`.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from joserfc import jwk
+
+from certsmith.acme.jose import AnyKey, b64url_encode, key_authorization, sign_jws
+from tests.support import trust
+
+
+def new_key(kind: str = "EC", crv: str = "P-256") -> AnyKey:
+    if kind == "RSA":
+        return jwk.RSAKey.generate_key(2048)
+    return jwk.generate_key(kind, crv)  # type: ignore[return-value]
+
+
+@dataclass
+class Acme:
+    directory_url: str
+    root: Path
+    key: AnyKey = field(default_factory=new_key)
+    kid: str | None = None
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(verify=trust(self.root), timeout=15)
+        self.directory: dict[str, Any] = self.http.get(self.directory_url).json()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def nonce(self) -> str:
+        return self.http.head(self.directory["newNonce"]).headers["Replay-Nonce"]
+
+    def post(
+        self,
+        url: str,
+        payload: dict[str, Any] | bytes | None,
+        *,
+        key: AnyKey | None = None,
+        kid: str | None = None,
+        use_jwk: bool = False,
+        nonce: str | None = None,
+        content_type: str = "application/jose+json",
+        mutate: Callable[[dict[str, str]], Any] | None = None,
+    ) -> httpx.Response:
+        """Sign and POST; `mutate` may change the signed JWS before it is sent."""
+        key = key or self.key
+        kid = None if use_jwk else (kid or self.kid)
+        body: Any = sign_jws(payload, key, url=url, nonce=nonce or self.nonce(), kid=kid)
+        if mutate is not None:
+            body = mutate(body)
+        raw = body if isinstance(body, bytes) else httpx.Request("POST", url, json=body).content
+        return self.http.post(url, content=raw, headers={"Content-Type": content_type})
+
+    def register(self, **payload: Any) -> httpx.Response:
+        payload.setdefault("termsOfServiceAgreed", True)
+        response = self.post(self.directory["newAccount"], payload, use_jwk=True)
+        if response.status_code in (200, 201):
+            self.kid = response.headers["Location"]
+        return response
+
+    def new_order(self, *names: str) -> httpx.Response:
+        identifiers = [{"type": "dns", "value": n} for n in names]
+        return self.post(self.directory["newOrder"], {"identifiers": identifiers})
+
+    def get(self, url: str) -> httpx.Response:
+        return self.post(url, None)
+
+    def key_authorization(self, token: str) -> str:
+        return key_authorization(token, self.key)
+
+    def solve_and_wait(self, order: dict[str, Any], responder: Http01Responder) -> dict[str, Any]:
+        """Answer every pending http-01 challenge and poll until the order leaves pending."""
+        for authz_url in order["authorizations"]:
+            authz = self.get(authz_url).json()
+            if authz["status"] != "pending":
+                continue
+            challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+            responder.tokens[challenge["token"]] = self.key_authorization(challenge["token"])
+            self.post(challenge["url"], {})
+        return self.poll(order["url"], until=lambda o: o["status"] != "pending")
+
+    def poll(
+        self, url: str, until: Callable[[dict[str, Any]], bool], tries: int = 200
+    ) -> dict[str, Any]:
+        import time
+
+        for _ in range(tries):
+            body = self.get(url).json()
+            if until(body):
+                body["url"] = url
+                return body
+            time.sleep(0.05)
+        raise TimeoutError(f"{url} never reached the wanted state")
+
+
+def csr_b64(key: Any, names: list[str]) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from certsmith.acme.keys import build_csr
+
+    return b64url_encode(build_csr(key, names).public_bytes(Encoding.DER))
+
+
+class Http01Responder:
+    """A real HTTP server on loopback answering /.well-known/acme-challenge/TOKEN."""
+
+    def __init__(self, port: int) -> None:
+        self.tokens: dict[str, str] = {}
+        tokens = self.tokens
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                token = self.path.rsplit("/", 1)[-1]
+                answer = tokens.get(token)
+                self.send_response(200 if answer else 404)
+                self.end_headers()
+                if answer:
+                    self.wfile.write(answer.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Http01Responder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
