@@ -143,3 +143,13 @@ class Http01Responder:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def sign_with_header(protected: dict[str, Any], payload: bytes, key: AnyKey) -> dict[str, str]:
+    """A JWS with exactly the protected header given, for requests no client should send."""
+    from joserfc import jws
+    from joserfc.jws import JWSRegistry
+
+    registry = JWSRegistry(algorithms=[protected["alg"]], strict_check_header=False)
+    registry.max_header_length = 8192
+    return dict(jws.serialize_json({"protected": protected}, payload, key, registry=registry))

@@ -111,7 +111,8 @@ class RegistrationAuthority:
         check_account_key(key)
         contacts = check_contacts(payload.get("contact"))
         agreed = payload.get("termsOfServiceAgreed") is True
-        if self._config.terms_of_service and not agreed:
+        # The directory always names terms (the configured URL or our own /terms page).
+        if not agreed:
             raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
         account = AccountRow(
             id=new_id(),
