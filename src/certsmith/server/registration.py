@@ -6,6 +6,7 @@ Every state change here is one database transaction and one structured log line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -59,9 +60,26 @@ class AuthorizationView:
     challenges: list[ChallengeRow]
 
 
-def _set_status(kind: Kind, row: Any, new: str) -> None:
+# Event name prefix and id field per kind: "authz.valid" with authz=ID.
+_EVENT_PREFIX = {
+    Kind.ACCOUNT: "account",
+    Kind.ORDER: "order",
+    Kind.AUTHORIZATION: "authz",
+    Kind.CHALLENGE: "challenge",
+}
+
+
+def _event(tx: Tx, name: str, **fields: Any) -> None:
+    """Log a state change once its transaction has committed, so logs never lie."""
+    tx.after_commit(functools.partial(log_event, name, **fields))
+
+
+def _change(tx: Tx, kind: Kind, row: Any, new: str, **fields: Any) -> None:
+    """Move `row` to `new` if RFC 8555 §7.1.6 allows it, and log the move."""
     check_transition(kind, row.status, new)
     row.status = new
+    prefix = _EVENT_PREFIX[kind]
+    _event(tx, f"{prefix}.{new}", **{prefix: row.id}, **fields)
 
 
 def _owned(row: Any, account: AccountRow, what: str) -> None:
@@ -128,7 +146,7 @@ class RegistrationAuthority:
             if await tx.account_by_thumbprint(account.key_thumbprint) is not None:
                 raise AcmeProblem(ProblemType.CONFLICT, "an account for this key was just made")
             tx.add(account)
-        log_event("account.created", account=account.id, contacts=len(contacts))
+            _event(tx, "account.created", account=account.id, contacts=len(contacts))
         return account, True
 
     async def update_account(self, account: AccountRow, payload: dict[str, Any]) -> AccountRow:
@@ -144,20 +162,18 @@ class RegistrationAuthority:
                 raise unauthorized(f"account is {row.status}")
             if contacts is not None:
                 row.contact = contacts
-                log_event("account.updated", account=row.id, contacts=len(contacts))
+                _event(tx, "account.updated", account=row.id, contacts=len(contacts))
             if payload.get("termsOfServiceAgreed") is True and not row.tos_agreed:
                 row.tos_agreed = True
             if status == "deactivated":
-                _set_status(Kind.ACCOUNT, row, "deactivated")
+                _change(tx, Kind.ACCOUNT, row, "deactivated")
                 await self._deactivate_pending_authorizations(tx, row.id)
-                log_event("account.deactivated", account=row.id)
             return row
 
     async def _deactivate_pending_authorizations(self, tx: Tx, account_id: str) -> None:
         for authz in await tx.rows_in_status(AuthorizationRow, "pending"):
             if authz.account_id == account_id:
-                _set_status(Kind.AUTHORIZATION, authz, "deactivated")
-                log_event("authz.deactivated", authz=authz.id, account=account_id)
+                _change(tx, Kind.AUTHORIZATION, authz, "deactivated", account=account_id)
 
     # --- orders (RFC 8555 §7.4) ---
 
@@ -193,15 +209,15 @@ class RegistrationAuthority:
                     )
                 )
             order.expires = min(expiries)
+            _event(
+                tx,
+                "order.created",
+                order=order.id,
+                account=account.id,
+                identifiers=[i.value for i in identifiers],
+            )
             if all(s == "valid" for s in statuses):
-                _set_status(Kind.ORDER, order, "ready")
-        log_event(
-            "order.created",
-            order=order.id,
-            account=account.id,
-            status=order.status,
-            identifiers=[i.value for i in identifiers],
-        )
+                _change(tx, Kind.ORDER, order, "ready")
         return OrderView(order, authz_ids)
 
     async def _reusable_authorization(
@@ -244,7 +260,7 @@ class RegistrationAuthority:
                 validation_record=None,
             )
         )
-        log_event("authz.created", authz=authz.id, account=account_id, identifier=ident.value)
+        _event(tx, "authz.created", authz=authz.id, account=account_id, identifier=ident.value)
         return authz
 
     async def order(self, account: AccountRow, order_id: str) -> OrderView:
@@ -253,7 +269,7 @@ class RegistrationAuthority:
             _owned(order, account, "order")
             assert order is not None
             authzs = await tx.authorizations_of_order(order.id)
-            self._expire(order, authzs)
+            self._expire(tx, order, authzs)
             return OrderView(order, [a.id for a in authzs])
 
     async def orders_of_account(
@@ -262,20 +278,18 @@ class RegistrationAuthority:
         async with self._store.transaction(write=False) as tx:
             return [o.id for o in await tx.orders_of_account(account.id, after=after, limit=limit)]
 
-    def _expire(self, order: OrderRow, authzs: list[AuthorizationRow]) -> None:
+    def _expire(self, tx: Tx, order: OrderRow, authzs: list[AuthorizationRow]) -> None:
         """Apply expiry lazily, as part of whatever transaction is reading the rows."""
         now = self._clock.now()
         for authz in authzs:
             if authz.status in ("pending", "valid") and authz.expires <= now:
-                _set_status(Kind.AUTHORIZATION, authz, "expired")
-                log_event("authz.expired", authz=authz.id)
+                _change(tx, Kind.AUTHORIZATION, authz, "expired")
         if order.status in ("pending", "ready") and order.expires <= now:
-            self._fail_order(order, AcmeProblem(ProblemType.MALFORMED, "order expired"))
+            self._fail_order(tx, order, AcmeProblem(ProblemType.MALFORMED, "order expired"))
 
-    def _fail_order(self, order: OrderRow, problem: AcmeProblem) -> None:
-        _set_status(Kind.ORDER, order, "invalid")
+    def _fail_order(self, tx: Tx, order: OrderRow, problem: AcmeProblem) -> None:
+        _change(tx, Kind.ORDER, order, "invalid", error=problem.type.code)
         order.error = problem.to_dict()
-        log_event("order.invalid", order=order.id, error=problem.type.code)
 
     # --- authorizations and challenges (RFC 8555 §7.5) ---
 
@@ -314,11 +328,10 @@ class RegistrationAuthority:
             if challenge.status != "pending":
                 return challenge, authz
             if authz.status == "pending" and authz.expires <= self._clock.now():
-                _set_status(Kind.AUTHORIZATION, authz, "expired")
+                _change(tx, Kind.AUTHORIZATION, authz, "expired")
             if authz.status != "pending":
                 raise malformed(f"the authorization is {authz.status}, not pending")
-            _set_status(Kind.CHALLENGE, challenge, "processing")
-        log_event("challenge.processing", challenge=challenge.id, authz=authz.id)
+            _change(tx, Kind.CHALLENGE, challenge, "processing", authz=authz.id)
         self._schedule_validation(challenge.id)
         return challenge, authz
 
@@ -369,28 +382,26 @@ class RegistrationAuthority:
             authz = await tx.get(AuthorizationRow, challenge.authorization_id, for_update=True)
             assert authz is not None
             challenge.validation_record = [record] if record else None
+            outcome = "valid" if problem is None else "invalid"
+            _change(
+                tx,
+                Kind.CHALLENGE,
+                challenge,
+                outcome,
+                authz=authz.id,
+                identifier=authz.identifier_value,
+                error=problem.type.code if problem else None,
+            )
             if problem is None:
-                _set_status(Kind.CHALLENGE, challenge, "valid")
                 challenge.validated = now
             else:
-                _set_status(Kind.CHALLENGE, challenge, "invalid")
                 challenge.error = problem.to_dict()
             if authz.status == "pending":
+                _change(tx, Kind.AUTHORIZATION, authz, outcome)
                 if problem is None:
-                    _set_status(Kind.AUTHORIZATION, authz, "valid")
                     authz.expires = now + self._config.valid_authorization_lifetime
-                else:
-                    _set_status(Kind.AUTHORIZATION, authz, "invalid")
             for order in await tx.orders_of_authorization(authz.id):
                 await self._advance_order(tx, order, problem)
-        log_event(
-            "challenge." + challenge.status,
-            challenge=challenge_id,
-            authz=authz.id,
-            identifier=authz.identifier_value,
-            error=problem.type.code if problem else None,
-        )
-        log_event("authz." + authz.status, authz=authz.id)
 
     async def _advance_order(self, tx: Tx, order: OrderRow, problem: AcmeProblem | None) -> None:
         if order.status != "pending":
@@ -399,6 +410,7 @@ class RegistrationAuthority:
         failed = [a for a in authzs if a.status not in ("pending", "valid")]
         if failed:
             self._fail_order(
+                tx,
                 order,
                 problem
                 or AcmeProblem(
@@ -407,8 +419,7 @@ class RegistrationAuthority:
                 ),
             )
         elif all(a.status == "valid" for a in authzs):
-            _set_status(Kind.ORDER, order, "ready")
-            log_event("order.ready", order=order.id)
+            _change(tx, Kind.ORDER, order, "ready")
 
     # --- finalize and certificates (RFC 8555 §7.4) ---
 
@@ -424,7 +435,7 @@ class RegistrationAuthority:
             _owned(order, account, "order")
             assert order is not None
             authzs = await tx.authorizations_of_order(order.id)
-            self._expire(order, authzs)
+            self._expire(tx, order, authzs)
             if order.status != "ready":
                 raise AcmeProblem(
                     ProblemType.ORDER_NOT_READY,
@@ -433,8 +444,7 @@ class RegistrationAuthority:
             wanted = {i["value"] for i in order.identifiers}
             self._check_csr_names(names.dns_names, names.common_name, wanted)
             self._check_csr_key(csr, account)
-            _set_status(Kind.ORDER, order, "processing")
-        log_event("order.processing", order=order.id)
+            _change(tx, Kind.ORDER, order, "processing")
         try:
             issued = self._ca.issue(
                 csr.public_key(), sorted(wanted), self._config.certificate_lifetime
@@ -459,17 +469,17 @@ class RegistrationAuthority:
             row = await tx.get(OrderRow, order.id, for_update=True)
             assert row is not None
             tx.add(certificate)
-            _set_status(Kind.ORDER, row, "valid")
+            _event(
+                tx,
+                "certificate.issued",
+                certificate=certificate.id,
+                serial=certificate.serial,
+                order=order.id,
+                account=account.id,
+                names=sorted(wanted),
+            )
+            _change(tx, Kind.ORDER, row, "valid", certificate=certificate.id)
             row.certificate_id = certificate.id
-        log_event(
-            "certificate.issued",
-            certificate=certificate.id,
-            serial=certificate.serial,
-            order=order.id,
-            account=account.id,
-            names=sorted(wanted),
-        )
-        log_event("order.valid", order=order.id)
         return OrderView(row, [a.id for a in authzs])
 
     @staticmethod
@@ -496,7 +506,8 @@ class RegistrationAuthority:
         async with self._store.transaction() as tx:
             order = await tx.get(OrderRow, order_id, for_update=True)
             if order is not None and order.status == "processing":
-                self._fail_order(order, AcmeProblem(ProblemType.SERVER_INTERNAL, "signing failed"))
+                problem = AcmeProblem(ProblemType.SERVER_INTERNAL, "signing failed")
+                self._fail_order(tx, order, problem)
 
     async def fail_interrupted_issuance(self) -> None:
         """Orders a crashed process left in `processing` end invalid; none is signed twice.
@@ -507,6 +518,7 @@ class RegistrationAuthority:
         async with self._store.transaction() as tx:
             for order in await tx.rows_in_status(OrderRow, "processing"):
                 self._fail_order(
+                    tx,
                     order,
                     AcmeProblem(
                         ProblemType.SERVER_INTERNAL, "issuance was interrupted; place a new order"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +45,11 @@ class Tx:
     def __init__(self, session: AsyncSession, *, lock_rows: bool) -> None:
         self.session = session
         self._lock_rows = lock_rows
+        self.committed_callbacks: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed; never if it rolls back."""
+        self.committed_callbacks.append(callback)
 
     def add(self, row: Base) -> None:
         self.session.add(row)
@@ -142,8 +147,11 @@ class Store:
         """One transaction; committed on normal exit, rolled back on an exception."""
         lock = self._write_lock if write and self._write_lock else contextlib.nullcontext()
         session = AsyncSession(self.engine, expire_on_commit=False)
+        tx = Tx(session, lock_rows=not self.is_sqlite)
         async with lock, session, session.begin():
-            yield Tx(session, lock_rows=not self.is_sqlite)
+            yield tx
+        for callback in tx.committed_callbacks:
+            callback()
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
