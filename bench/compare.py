@@ -279,8 +279,8 @@ def pebble(work: Path, http01_port: int, dns: str) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def challtestsrv(work: Path) -> Iterator[str]:
-    """pebble-challtestsrv as a DNS server only; yields its HOST:PORT."""
+def challtestsrv(work: Path) -> Iterator[tuple[Server, str]]:
+    """pebble-challtestsrv as a DNS server only; yields it and its HOST:PORT."""
     dns_port, management = free_udp_and_tcp_port(), free_port()
     args = [
         require("pebble-challtestsrv"),
@@ -301,7 +301,7 @@ def challtestsrv(work: Path) -> Iterator[str]:
     ]
     with started("pebble-challtestsrv", args, work / "challtestsrv.log") as server:
         wait_until(server, lambda: tcp_listening(management) and tcp_listening(dns_port))
-        yield f"{LOOPBACK}:{dns_port}"
+        yield server, f"{LOOPBACK}:{dns_port}"
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -399,11 +399,12 @@ def main(argv: list[str] | None = None) -> int:
             f"after {args.warmup} warm-up flows; http-01 responder on {LOOPBACK}:{http01_port}",
             flush=True,
         )
-        with challtestsrv(work) as dns:
+        with challtestsrv(work) as (dns_server, dns):
             for name in chosen:
                 with starters[name](work, http01_port, dns) as target:
                     print(f"{name}: {target.directory}", flush=True)
                     measured = asyncio.run(measure(target, args, http01_port))
+                dns_server.check_alive()
                 rows.append(measured)
                 print(f"{name}: {measured.result.summary()}\n", flush=True)
     finally:

@@ -153,3 +153,20 @@ def sign_with_header(protected: dict[str, Any], payload: bytes, key: AnyKey) -> 
     registry = JWSRegistry(algorithms=[protected["alg"]], strict_check_header=False)
     registry.max_header_length = 8192
     return dict(jws.serialize_json({"protected": protected}, payload, key, registry=registry))
+
+
+def issue(acme: Acme, http01_port: int, *names: str) -> tuple[bytes, Any]:
+    """Run a whole order for `names` and return (PEM chain, certificate private key)."""
+    from certsmith.acme.keys import generate_private_key
+
+    response = acme.new_order(*names)
+    assert response.status_code == 201, response.text
+    order = {**response.json(), "url": response.headers["Location"]}
+    with Http01Responder(http01_port) as responder:
+        order = acme.solve_and_wait(order, responder)
+    assert order["status"] == "ready", order
+    key = generate_private_key("ec256")
+    finalized = acme.post(order["finalize"], {"csr": csr_b64(key, sorted(names))})
+    assert finalized.status_code == 200, finalized.text
+    order = acme.poll(order["url"], until=lambda o: o["status"] == "valid")
+    return acme.get(order["certificate"]).content, key

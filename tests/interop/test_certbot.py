@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.interop.verify import verify_chain
+from tests.server.dbsnapshot import snapshot
 from tests.support import CaServer
 
 pytestmark = pytest.mark.interop
@@ -78,3 +79,54 @@ def test_certbot_standalone_issues_and_survives_restart(fresh_ca: CaServer, tmp_
     )
     assert sorted((workdir / "accounts").rglob("regr.json")) == accounts_before
     assert leaf.serial_number > 0
+
+
+def test_certbot_account_and_revocation(ca_server: CaServer, tmp_path: Path) -> None:
+    workdir = tmp_path / "certbot"
+    standalone(ca_server, workdir, "revoke.certbot.test")
+    cert = workdir / "live" / "revoke.certbot.test" / "cert.pem"
+    certbot(ca_server, workdir, "update_account", "-m", "changed@example.org")
+    certbot(
+        ca_server,
+        workdir,
+        "revoke",
+        "--cert-path",
+        str(cert),
+        "--reason",
+        "superseded",
+        "--no-delete-after-revoke",
+    )
+    # Revoking twice is refused by the CA with alreadyRevoked; certbot reports failure.
+    again = subprocess.run(
+        [
+            CERTBOT,
+            "revoke",
+            "--cert-path",
+            str(cert),
+            "--server",
+            ca_server.directory,
+            "--config-dir",
+            str(workdir),
+            "--work-dir",
+            str(workdir),
+            "--logs-dir",
+            str(workdir),
+            "--non-interactive",
+            "--no-delete-after-revoke",
+        ],
+        env={**os.environ, "REQUESTS_CA_BUNDLE": str(ca_server.root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode != 0
+    assert (
+        "alreadyRevoked" in again.stderr + again.stdout
+        or "already revoked" in (again.stderr + again.stdout).lower()
+    )
+    certbot(ca_server, workdir, "unregister")
+    # The CA recorded both the contact update and the deactivation.
+    accounts = snapshot(ca_server.data_dir)["accounts"]
+    changed = [row for row in accounts if "changed@example.org" in str(row)]
+    assert len(changed) == 1
+    assert "deactivated" in changed[0]

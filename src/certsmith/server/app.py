@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from certsmith.acme.problems import AcmeProblem, ProblemType, not_found, unauthorized
+from certsmith.acme.jose import import_public_jwk, parse_jws, thumbprint, verify_jws
+from certsmith.acme.problems import AcmeProblem, ProblemType, malformed, not_found, unauthorized
 from certsmith.server.clock import Clock
 from certsmith.server.config import ServerConfig
 from certsmith.server.frontend import FrontEnd, endpoint, require_post_as_get, urls_for
@@ -48,6 +49,8 @@ async def directory(front: FrontEnd, request: Request) -> Response:
         "newNonce": urls.new_nonce,
         "newAccount": urls.new_account,
         "newOrder": urls.new_order,
+        "revokeCert": urls.revoke_cert,
+        "keyChange": urls.key_change,
         "meta": meta,
     }
     return front.json(request, body)
@@ -82,6 +85,45 @@ async def account(front: FrontEnd, request: Request) -> Response:
     if not signed.jws.is_post_as_get:
         row = await front.ra.update_account(row, signed.payload)
     return front.json(request, account_json(urls_for(request), row))
+
+
+@endpoint
+async def key_change(front: FrontEnd, request: Request) -> Response:
+    """Account key rollover with a JWS nested in a JWS (RFC 8555 §7.3.5)."""
+    signed = await front.signed(request)
+    inner = parse_jws(signed.jws.payload, require_nonce=False)
+    if "nonce" in inner.protected:
+        raise malformed("the inner JWS of keyChange must not carry a nonce")
+    if inner.jwk is None:
+        raise malformed("the inner JWS of keyChange must carry the new key as 'jwk'")
+    if inner.url != signed.jws.url:
+        raise malformed("inner and outer JWS of keyChange must have the same 'url'")
+    new_key = import_public_jwk(inner.jwk)
+    verify_jws(inner, new_key)
+    change = inner.json_payload()
+    if change.get("account") != signed.jws.kid:
+        raise unauthorized("keyChange 'account' must be the URL of the signing account")
+    old_key = import_public_jwk(change.get("oldKey"))
+    if thumbprint(old_key) != signed.caller.key_thumbprint:
+        raise unauthorized("keyChange 'oldKey' is not the account's current key")
+    urls = urls_for(request)
+    holder = await front.ra.account_by_key(new_key)
+    if holder is not None:
+        raise AcmeProblem(
+            ProblemType.CONFLICT,
+            "the new key is already in use by an account",
+            headers={"Location": urls.account(holder.id)},
+        )
+    row = await front.ra.change_key(signed.caller, new_key)
+    return front.json(request, account_json(urls, row))
+
+
+@endpoint
+async def revoke_cert(front: FrontEnd, request: Request) -> Response:
+    """Revocation by an account or by the certificate's key (RFC 8555 §7.6)."""
+    signed = await front.signed(request, jwk_or_kid=True)
+    await front.revoker.revoke(signed.payload, account=signed.account, key=signed.key)
+    return Response(status_code=200, headers=front.headers(request))
 
 
 @endpoint
@@ -136,8 +178,13 @@ async def finalize(front: FrontEnd, request: Request) -> Response:
 @endpoint
 async def authorization(front: FrontEnd, request: Request) -> Response:
     signed = await front.signed(request)
-    require_post_as_get(signed)
-    view = await front.ra.authorization(signed.caller, request.path_params["authz_id"])
+    authz_id = request.path_params["authz_id"]
+    if signed.jws.is_post_as_get:
+        view = await front.ra.authorization(signed.caller, authz_id)
+    elif signed.payload != {"status": "deactivated"}:
+        raise malformed('an authorization accepts only {"status": "deactivated"}')
+    else:
+        view = await front.ra.deactivate_authorization(signed.caller, authz_id)
     return front.json(request, authorization_json(urls_for(request), view))
 
 
@@ -209,6 +256,8 @@ def create_app(config: ServerConfig, clock: Clock | None = None) -> Starlette:
         Route("/acme/new-nonce", new_nonce, methods=["GET", "HEAD"]),
         Route("/acme/new-account", new_account, methods=post),
         Route("/acme/new-order", new_order, methods=post),
+        Route("/acme/revoke-cert", revoke_cert, methods=post),
+        Route("/acme/key-change", key_change, methods=post),
         Route("/acme/acct/{account_id}", account, methods=post),
         Route("/acme/acct/{account_id}/orders", orders, methods=post),
         Route("/acme/order/{order_id}", order, methods=post),

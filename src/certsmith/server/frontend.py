@@ -26,6 +26,7 @@ from certsmith.server.registration import RegistrationAuthority
 from certsmith.server.resources import (
     Urls,
 )
+from certsmith.server.revocation import Revoker
 from certsmith.server.storage import Store
 from certsmith.server.storage.models import AccountRow
 from certsmith.server.validation.http01 import Http01Validator
@@ -68,11 +69,13 @@ class FrontEnd:
         self._http01 = Http01Validator(resolver, config.http01_port, config.validation_timeout)
         self.nonces: NonceService
         self.ra: RegistrationAuthority
+        self.revoker: Revoker
 
     async def start(self) -> None:
         await self.store.migrate()
         self.nonces = await NonceService.create(self.store, self.config.nonce_lifetime, self.clock)
         self.ra = RegistrationAuthority(self.store, self.config, self.clock, self.ca, self._http01)
+        self.revoker = Revoker(self.store, self.clock)
         await self.ra.fail_interrupted_issuance()
         await self.ra.resume_validations()
 
@@ -113,8 +116,13 @@ class FrontEnd:
 
     # --- request authentication (RFC 8555 §6.2 to §6.5) ---
 
-    async def signed(self, request: Request, *, use_jwk: bool = False) -> Signed:
-        """Check a POST's content type, JWS, URL, key, signature and nonce, in that order."""
+    async def signed(
+        self, request: Request, *, use_jwk: bool = False, jwk_or_kid: bool = False
+    ) -> Signed:
+        """Check a POST's content type, JWS, URL, key, signature and nonce, in that order.
+
+        `use_jwk` demands a `jwk` header (newAccount); `jwk_or_kid` takes either (revokeCert).
+        """
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != _JOSE:
             raise AcmeProblem(ProblemType.MALFORMED, f"Content-Type must be {_JOSE}", status=415)
@@ -122,6 +130,8 @@ class FrontEnd:
         if parsed.url != str(request.url):
             raise unauthorized("JWS 'url' header does not match the request URL")
         account: AccountRow | None = None
+        if jwk_or_kid:
+            use_jwk = parsed.jwk is not None
         if use_jwk:
             if parsed.jwk is None:
                 raise malformed("this request must be signed with a 'jwk' header, not 'kid'")

@@ -170,6 +170,20 @@ class RegistrationAuthority:
                 await self._deactivate_pending_authorizations(tx, row.id)
             return row
 
+    async def change_key(self, account: AccountRow, new_key: AnyKey) -> AccountRow:
+        """Key rollover (RFC 8555 §7.3.5); the caller has verified both signatures."""
+        check_account_key(new_key)
+        new_thumbprint = thumbprint(new_key)
+        async with self._store.transaction() as tx:
+            row = await tx.get(AccountRow, account.id, for_update=True)
+            assert row is not None
+            if await tx.account_by_thumbprint(new_thumbprint) is not None:
+                raise AcmeProblem(ProblemType.CONFLICT, "the new key belongs to an account")
+            row.key_thumbprint = new_thumbprint
+            row.jwk = dict(new_key.as_dict(private=False))
+            _event(tx, "account.key_changed", account=row.id)
+            return row
+
     async def _deactivate_pending_authorizations(self, tx: Tx, account_id: str) -> None:
         for authz in await tx.rows_in_status(AuthorizationRow, "pending"):
             if authz.account_id == account_id:
@@ -298,6 +312,26 @@ class RegistrationAuthority:
             authz = await tx.get(AuthorizationRow, authz_id)
             _owned(authz, account, "authorization")
             assert authz is not None
+            return AuthorizationView(authz, await tx.challenges_of([authz.id]))
+
+    async def deactivate_authorization(
+        self, account: AccountRow, authz_id: str
+    ) -> AuthorizationView:
+        """The client gives up an authorization (RFC 8555 §7.5.2); its orders fail."""
+        async with self._store.transaction() as tx:
+            authz = await tx.get(AuthorizationRow, authz_id, for_update=True)
+            _owned(authz, account, "authorization")
+            assert authz is not None
+            if authz.status not in ("pending", "valid"):
+                raise malformed(f"an authorization that is {authz.status} cannot be deactivated")
+            _change(tx, Kind.AUTHORIZATION, authz, "deactivated", account=account.id)
+            problem = AcmeProblem(
+                ProblemType.UNAUTHORIZED,
+                f"the authorization for {authz.identifier_value} was deactivated",
+            )
+            for order in await tx.orders_of_authorization(authz.id):
+                if order.status in ("pending", "ready"):
+                    self._fail_order(tx, order, problem)
             return AuthorizationView(authz, await tx.challenges_of([authz.id]))
 
     async def challenge(

@@ -39,6 +39,14 @@ class Urls:
         return f"{self.base}{ACME_PREFIX}/new-order"
 
     @property
+    def revoke_cert(self) -> str:
+        return f"{self.base}{ACME_PREFIX}/revoke-cert"
+
+    @property
+    def key_change(self) -> str:
+        return f"{self.base}{ACME_PREFIX}/key-change"
+
+    @property
     def account_prefix(self) -> str:
         return f"{self.base}{ACME_PREFIX}/acct/"
 

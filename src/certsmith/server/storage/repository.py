@@ -20,6 +20,7 @@ from certsmith.server.storage.models import (
     AccountRow,
     AuthorizationRow,
     Base,
+    CertificateRow,
     ChallengeRow,
     OrderAuthorizationRow,
     OrderRow,
@@ -65,6 +66,24 @@ class Tx:
             select(AccountRow).where(AccountRow.key_thumbprint == thumbprint)
         )
         return result.scalar_one_or_none()
+
+    async def certificate_by_serial(self, serial: str) -> CertificateRow | None:
+        result = await self.session.execute(
+            select(CertificateRow).where(CertificateRow.serial == serial)
+        )
+        return result.scalar_one_or_none()
+
+    async def valid_authorizations(
+        self, account_id: str, values: Sequence[str]
+    ) -> list[AuthorizationRow]:
+        result = await self.session.execute(
+            select(AuthorizationRow).where(
+                AuthorizationRow.account_id == account_id,
+                AuthorizationRow.identifier_value.in_(values),
+                AuthorizationRow.status == "valid",
+            )
+        )
+        return list(result.scalars())
 
     async def authorizations_of_order(self, order_id: str) -> list[AuthorizationRow]:
         result = await self.session.execute(
