@@ -6,6 +6,7 @@ import re
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,6 +62,11 @@ def main() -> None:
 @click.option("--caa-identity", multiple=True, help="Domain CAA records name for this CA.")
 @click.option("--block-suffix", multiple=True, help="Refuse names under this suffix.")
 @click.option("--cert-lifetime", default="90d", show_default=True, help="e.g. 90d, 6d, 12h.")
+@click.option(
+    "--eab-required",
+    is_flag=True,
+    help="New accounts need an External Account Binding (see `certsmith eab`).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     data_dir: Path,
@@ -76,6 +82,7 @@ def serve(
     caa_identity: tuple[str, ...],
     block_suffix: tuple[str, ...],
     cert_lifetime: str,
+    eab_required: bool,
     log_level: str,
 ) -> None:
     """Run the CA, creating DATA_DIR with a new root and intermediate on first start."""
@@ -105,6 +112,7 @@ def serve(
             caa_identities=caa_identity or ("certsmith.invalid",),
             blocked_suffixes=block_suffix,
             certificate_lifetime=parse_duration(cert_lifetime),
+            eab_required=eab_required,
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from err
@@ -137,6 +145,85 @@ def serve(
         **ssl,  # type: ignore[arg-type]
     )
     uvicorn.Server(uvicorn_config).run()
+
+
+_data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True
+)
+_database_option = click.option("--database", default=None, help="SQLAlchemy URL.")
+
+
+def _run_with_store(data_dir: Path, database: str | None, action: Any) -> Any:
+    """Open the CA's database (creating or migrating it), run `action(store)`, close."""
+    import asyncio
+
+    from certsmith.server.storage import Store
+
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = database or f"sqlite+aiosqlite:///{data_dir.resolve() / 'certsmith.db'}"
+
+    async def run() -> Any:
+        store = Store(url)
+        try:
+            await store.migrate()
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+@main.group()
+def eab() -> None:
+    """External Account Binding keys (RFC 8555 §7.3.4) for `serve --eab-required`."""
+
+
+@eab.command("add")
+@_data_dir_option
+@_database_option
+@click.option("--comment", default="", help="Who the key is for; shown by `eab list`.")
+def eab_add(data_dir: Path, database: str | None, comment: str) -> None:
+    """Create a key id and MAC key; give both to one ACME user."""
+    from certsmith.server import eab as eab_keys
+
+    now = _now()
+    key_id, mac = _run_with_store(
+        data_dir, database, lambda store: eab_keys.add_key(store, now, comment)
+    )
+    click.echo(f"key id:  {key_id}\nmac key: {mac}")
+
+
+@eab.command("list")
+@_data_dir_option
+@_database_option
+def eab_list(data_dir: Path, database: str | None) -> None:
+    """Key ids with their state; MAC keys are never shown again."""
+    from certsmith.server import eab as eab_keys
+
+    for row in _run_with_store(data_dir, database, eab_keys.list_keys):
+        state = "revoked" if row.revoked_at else ("bound" if row.account_id else "unused")
+        account = row.account_id or "-"
+        click.echo(f"{row.key_id}\t{state}\taccount={account}\t{row.comment}")
+
+
+@eab.command("revoke")
+@_data_dir_option
+@_database_option
+@click.argument("key_id")
+def eab_revoke(data_dir: Path, database: str | None, key_id: str) -> None:
+    """Refuse KEY_ID for new bindings from now on."""
+    from certsmith.server import eab as eab_keys
+
+    now = _now()
+    if not _run_with_store(data_dir, database, lambda s: eab_keys.revoke_key(s, key_id, now)):
+        raise click.ClickException(f"no unrevoked key {key_id!r}")
+    click.echo(f"revoked {key_id}")
+
+
+def _now() -> Any:
+    from certsmith.server.clock import SystemClock
+
+    return SystemClock().now()
 
 
 if __name__ == "__main__":

@@ -141,6 +141,13 @@ class ParsedJws:
 
 def parse_jws(body: bytes | dict[str, Any], *, require_nonce: bool = True) -> ParsedJws:
     """Check the shape ACME demands of a JWS (RFC 8555 §6.2); does not verify it."""
+    parsed = parse_flattened(body)
+    _check_protected(parsed.protected, require_nonce=require_nonce)
+    return parsed
+
+
+def parse_flattened(body: bytes | dict[str, Any]) -> ParsedJws:
+    """A flattened JWS with a protected header only; no header policy applied."""
     if isinstance(body, bytes):
         if len(body) > _MAX_BODY_BYTES:
             raise malformed("request body too large")
@@ -170,7 +177,6 @@ def parse_jws(body: bytes | dict[str, Any], *, require_nonce: bool = True) -> Pa
         raise malformed("JWS protected header must be a JSON object")
     payload = b64url_decode(doc["payload"])
     b64url_decode(doc["signature"])
-    _check_protected(protected, require_nonce=require_nonce)
     return ParsedJws(raw=doc, protected=protected, payload=payload)
 
 

@@ -43,7 +43,7 @@ async def directory(front: FrontEnd, request: Request) -> Response:
         "termsOfService": terms_url(front, request),
         "website": front.config.website or f"{urls.base}/",
         "caaIdentities": list(front.config.caa_identities),
-        "externalAccountRequired": False,
+        "externalAccountRequired": front.config.eab_required,
     }
     body = {
         "newNonce": urls.new_nonce,
@@ -66,8 +66,8 @@ async def new_nonce(front: FrontEnd, request: Request) -> Response:
 @endpoint
 async def new_account(front: FrontEnd, request: Request) -> Response:
     signed = await front.signed(request, use_jwk=True)
-    account, created = await front.ra.new_account(signed.key, signed.payload)
     urls = urls_for(request)
+    account, created = await front.ra.new_account(signed.key, signed.payload, urls.new_account)
     return front.json(
         request,
         account_json(urls, account),

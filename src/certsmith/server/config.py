@@ -44,6 +44,8 @@ class ServerConfig:
     terms_of_service: str | None = None
     website: str | None = None
     caa_identities: tuple[str, ...] = ("certsmith.invalid",)
+    # RFC 8555 §7.3.4: new accounts must present an operator-issued MAC key.
+    eab_required: bool = False
     # Policy.
     blocked_suffixes: tuple[str, ...] = field(default_factory=tuple)
     certificate_lifetime: timedelta = timedelta(days=90)

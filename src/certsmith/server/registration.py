@@ -26,6 +26,7 @@ from certsmith.acme.jose import (
 )
 from certsmith.acme.keys import parse_csr
 from certsmith.acme.problems import AcmeProblem, ProblemType, malformed, not_found, unauthorized
+from certsmith.server import eab
 from certsmith.server.accounts import check_account_key, check_contacts
 from certsmith.server.clock import Clock
 from certsmith.server.config import ServerConfig
@@ -117,8 +118,13 @@ class RegistrationAuthority:
         async with self._store.transaction(write=False) as tx:
             return await tx.account_by_thumbprint(thumbprint(key))
 
-    async def new_account(self, key: AnyKey, payload: dict[str, Any]) -> tuple[AccountRow, bool]:
-        """The account for `key`: (existing, False) or (newly created, True)."""
+    async def new_account(
+        self, key: AnyKey, payload: dict[str, Any], url: str
+    ) -> tuple[AccountRow, bool]:
+        """The account for `key`: (existing, False) or (newly created, True).
+
+        `url` is the newAccount URL, which an External Account Binding must name.
+        """
         existing = await self.account_by_key(key)
         if existing is not None:
             if existing.status != "valid":
@@ -127,6 +133,12 @@ class RegistrationAuthority:
         if payload.get("onlyReturnExisting") is True:
             raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account exists for this key")
         check_account_key(key)
+        binding = None
+        if self._config.eab_required:
+            raw_binding = payload.get("externalAccountBinding")
+            if raw_binding is None:
+                raise eab.required_problem()
+            binding = eab.parse_binding(raw_binding, thumbprint(key), url)
         contacts = check_contacts(payload.get("contact"))
         agreed = payload.get("termsOfServiceAgreed") is True
         # The directory always names terms (the configured URL or our own /terms page).
@@ -146,7 +158,16 @@ class RegistrationAuthority:
             if await tx.account_by_thumbprint(account.key_thumbprint) is not None:
                 raise AcmeProblem(ProblemType.CONFLICT, "an account for this key was just made")
             tx.add(account)
-            _event(tx, "account.created", account=account.id, contacts=len(contacts))
+            if binding is not None:
+                await tx.flush()
+                await eab.bind(tx, binding, account.id)
+            _event(
+                tx,
+                "account.created",
+                account=account.id,
+                contacts=len(contacts),
+                eab=binding.key_id if binding else None,
+            )
         return account, True
 
     async def update_account(self, account: AccountRow, payload: dict[str, Any]) -> AccountRow:

@@ -130,3 +130,15 @@ class ServerSecretRow(Base):
     __tablename__ = "server_secrets"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EabKeyRow(Base):
+    """External Account Binding MAC keys (RFC 8555 §7.3.4), issued by the operator."""
+
+    __tablename__ = "eab_keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hmac_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
+    comment: Mapped[str] = mapped_column(String(200), default="")

@@ -119,6 +119,10 @@ class Tx:
         result = await self.session.execute(query.order_by(OrderRow.id).limit(limit))
         return list(result.scalars())
 
+    async def all(self, model: type[RowT]) -> list[RowT]:
+        result = await self.session.execute(select(model))
+        return list(result.scalars())
+
     async def rows_in_status(self, model: type[RowT], status: str) -> list[RowT]:
         result = await self.session.execute(
             select(model).where(model.status == status)  # type: ignore[attr-defined]
