@@ -388,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.count < 1 or args.concurrency < 1:
         parser.error("--count and --concurrency must be at least 1")
     chosen = args.only or ["certsmith", "pebble"]
+    # A SIGTERM unwinds like Ctrl-C, so every server started here is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     starters = {"certsmith": certsmith, "pebble": pebble}
 
     work = Path(tempfile.mkdtemp(prefix="certsmith-bench-"))

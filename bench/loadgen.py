@@ -59,26 +59,34 @@ class Http01Responder:
         self.host = host
         self.port = port
         self.tokens: dict[str, str] = {}
-        self.hits = 0
-        self.misses = 0
         self._server: asyncio.Server | None = None
+        self._open: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Stop listening and end open connections, letting their handlers return."""
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in self._open.values():
+            writer.transport.abort()
+        await asyncio.gather(*self._open, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._open[task] = writer
         try:
             while await self._answer_one(reader, writer):
                 pass
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
+            del self._open[task]
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
@@ -107,10 +115,8 @@ class Http01Responder:
             answer = self.tokens.get(path[len(_CHALLENGE_PREFIX) :])
         keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         if answer is None:
-            self.misses += 1
             status, body = "404 Not Found", b"not found\n"
         else:
-            self.hits += 1
             status, body = "200 OK", answer.encode("ascii")
         head_out = (
             f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
