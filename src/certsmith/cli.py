@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,14 @@ def main() -> None:
     """certsmith: an ACME (RFC 8555) certificate authority and client."""
 
 
+def _port_option(
+    name: str, default: int, help_text: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        name, type=click.IntRange(1, 65535), default=default, show_default=True, help=help_text
+    )
+
+
 @main.command()
 @click.option(
     "--data-dir",
@@ -42,13 +51,8 @@ def main() -> None:
     default=None,
     help="SQLAlchemy URL; default sqlite+aiosqlite:///DATA_DIR/certsmith.db.",
 )
-@click.option(
-    "--http01-port",
-    type=click.IntRange(1, 65535),
-    default=80,
-    show_default=True,
-    help="Port the VA connects to for http-01.",
-)
+@_port_option("--http01-port", 80, "Port the VA connects to for http-01.")
+@_port_option("--tlsalpn01-port", 443, "Port the VA connects to for tls-alpn-01.")
 @click.option(
     "--dns-server",
     default=None,
@@ -61,6 +65,11 @@ def main() -> None:
 @click.option("--website", default=None, help="Website URL for the directory meta.")
 @click.option("--caa-identity", multiple=True, help="Domain CAA records name for this CA.")
 @click.option("--block-suffix", multiple=True, help="Refuse names under this suffix.")
+@click.option(
+    "--allow-private-ips",
+    is_flag=True,
+    help="Accept IP identifiers in private, loopback and link-local ranges.",
+)
 @click.option("--cert-lifetime", default="90d", show_default=True, help="e.g. 90d, 6d, 12h.")
 @click.option(
     "--eab-required",
@@ -68,65 +77,29 @@ def main() -> None:
     help="New accounts need an External Account Binding (see `certsmith eab`).",
 )
 @click.option("--log-level", default="INFO", show_default=True)
-def serve(
-    data_dir: Path,
-    listen: str,
-    database: str | None,
-    http01_port: int,
-    dns_server: str | None,
-    plain_http: bool,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    tos_url: str | None,
-    website: str | None,
-    caa_identity: tuple[str, ...],
-    block_suffix: tuple[str, ...],
-    cert_lifetime: str,
-    eab_required: bool,
-    log_level: str,
-) -> None:
+def serve(**options: Any) -> None:
     """Run the CA, creating DATA_DIR with a new root and intermediate on first start."""
     import uvicorn
 
     from certsmith.server.app import create_app
     from certsmith.server.clock import SystemClock
-    from certsmith.server.config import ServerConfig, parse_host_port
     from certsmith.server.events import configure_logging
     from certsmith.server.issuance.ca import CertificateAuthority, ensure_listener_certificate
 
     try:
-        host, port = parse_host_port(listen)
-        dns = parse_host_port(dns_server, default_port=53) if dns_server else None
-        config = ServerConfig(
-            data_dir=data_dir.resolve(),
-            listen_host=host,
-            listen_port=port,
-            database_url=database,
-            plain_http=plain_http,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            http01_port=http01_port,
-            dns_server=dns,
-            terms_of_service=tos_url,
-            website=website,
-            caa_identities=caa_identity or ("certsmith.invalid",),
-            blocked_suffixes=block_suffix,
-            certificate_lifetime=parse_duration(cert_lifetime),
-            eab_required=eab_required,
-        )
+        config = _server_config(options)
     except ValueError as err:
         raise click.UsageError(str(err)) from err
-    configure_logging(log_level.upper())
+    configure_logging(options["log_level"].upper())
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = CertificateAuthority.load_or_create(config.data_dir, SystemClock())
     ssl: dict[str, str] = {}
-    if not plain_http:
-        cert, key = (
-            (tls_cert, tls_key)
-            if tls_cert and tls_key
-            else ensure_listener_certificate(ca, config.data_dir, [host])
-        )
+    if not config.plain_http:
+        cert, key = (config.tls_cert, config.tls_key)
+        if cert is None or key is None:
+            cert, key = ensure_listener_certificate(ca, config.data_dir, [config.listen_host])
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    host, port = config.listen_host, config.listen_port
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"certsmith {__version__}")
     click.echo(f"directory: {config.scheme}://{shown_host}:{port}/directory")
@@ -145,6 +118,33 @@ def serve(
         **ssl,  # type: ignore[arg-type]
     )
     uvicorn.Server(uvicorn_config).run()
+
+
+def _server_config(options: dict[str, Any]) -> Any:
+    """A validated ServerConfig from `serve`'s flags; ValueError names what is wrong."""
+    from certsmith.server.config import ServerConfig, parse_host_port
+
+    host, port = parse_host_port(options["listen"])
+    dns = options["dns_server"]
+    return ServerConfig(
+        data_dir=options["data_dir"].resolve(),
+        listen_host=host,
+        listen_port=port,
+        database_url=options["database"],
+        plain_http=options["plain_http"],
+        tls_cert=options["tls_cert"],
+        tls_key=options["tls_key"],
+        http01_port=options["http01_port"],
+        tlsalpn01_port=options["tlsalpn01_port"],
+        dns_server=parse_host_port(dns, default_port=53) if dns else None,
+        terms_of_service=options["tos_url"],
+        website=options["website"],
+        caa_identities=options["caa_identity"] or ("certsmith.invalid",),
+        blocked_suffixes=options["block_suffix"],
+        allow_private_ips=options["allow_private_ips"],
+        certificate_lifetime=parse_duration(options["cert_lifetime"]),
+        eab_required=options["eab_required"],
+    )
 
 
 _data_dir_option = click.option(

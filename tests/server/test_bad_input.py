@@ -187,7 +187,10 @@ def test_oversized_body(acme: Acme, unchanged: None) -> None:
     [
         pytest.param(["single"], "rejectedIdentifier", id="single-label"),
         pytest.param(["a..b.test"], "rejectedIdentifier", id="empty-label"),
-        pytest.param(["*.wild.test"], "rejectedIdentifier", id="wildcard-without-dns01"),
+        pytest.param(["*.*.wild.test"], "rejectedIdentifier", id="double-wildcard"),
+        pytest.param(["a.*.wild.test"], "rejectedIdentifier", id="inner-wildcard"),
+        pytest.param(["*.test"], "rejectedIdentifier", id="wildcard-tld"),
+        pytest.param(["127.0.0.2"], "rejectedIdentifier", id="ip-as-dns"),
         pytest.param(["ok.test", "bad_name.test", "-x.test"], "rejectedIdentifier", id="two-bad"),
     ],
 )

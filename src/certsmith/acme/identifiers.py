@@ -1,4 +1,4 @@
-"""ACME identifiers: parsing and normalisation of DNS names (RFC 8555 §7.1.4, §7.1.3)."""
+"""ACME identifiers: DNS names (RFC 8555 §7.1.3, §7.1.4) and IP addresses (RFC 8738)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import idna
 
 from certsmith.acme.problems import AcmeProblem, ProblemType, malformed
 
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MAX_NAME = 253
 
 
@@ -24,6 +24,10 @@ class Identifier:
 
     def to_dict(self) -> dict[str, str]:
         return {"type": self.type, "value": self.value}
+
+    @property
+    def is_ip(self) -> bool:
+        return self.type == "ip"
 
     @property
     def is_wildcard(self) -> bool:
@@ -65,7 +69,7 @@ def normalise_dns_name(value: str) -> str:
         raise rejected(value, f"DNS name is longer than {_MAX_NAME} characters")
     labels = ascii_name.split(".")
     for label in labels:
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise rejected(value, f"DNS name {value!r} has an invalid label {label!r}")
     if len(labels) < 2:
         raise rejected(value, f"DNS name {value!r} has a single label; a domain is needed")
@@ -91,10 +95,27 @@ def parse_identifier(raw: Any) -> Identifier:
     id_type, value = raw.get("type"), raw.get("value")
     if not isinstance(id_type, str) or not isinstance(value, str):
         raise malformed("identifier 'type' and 'value' must be strings")
+    if id_type == "ip":
+        return Identifier("ip", normalise_ip(value))
     if id_type != "dns":
         raise AcmeProblem(
             ProblemType.UNSUPPORTED_IDENTIFIER,
-            f"identifier type {id_type!r} is not supported",
+            f"identifier type {id_type!r} is not supported; use 'dns' or 'ip'",
             identifier={"type": id_type, "value": value},
         )
     return Identifier("dns", normalise_dns_name(value))
+
+
+def normalise_ip(value: str) -> str:
+    """The canonical text of an IP identifier (RFC 8738 §3; RFC 5952 for IPv6)."""
+    problem = AcmeProblem(
+        ProblemType.MALFORMED,
+        f"{value!r} is not an IPv4 or IPv6 address",
+        identifier={"type": "ip", "value": value},
+    )
+    if "%" in value or "/" in value:
+        raise problem
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as err:
+        raise problem from err

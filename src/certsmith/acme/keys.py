@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -46,15 +47,16 @@ def load_private_key(pem: bytes) -> PrivateKey:
     return key
 
 
-def build_csr(key: PrivateKey, names: list[str]) -> x509.CertificateSigningRequest:
-    """A CSR with every name as a DNS SAN and the first one as CN when it fits (64 chars)."""
-    subject = x509.Name(
-        [x509.NameAttribute(x509.NameOID.COMMON_NAME, names[0])] if len(names[0]) <= 64 else []
-    )
+def build_csr(
+    key: PrivateKey, names: list[str], ip_addresses: list[str] | None = None
+) -> x509.CertificateSigningRequest:
+    """A CSR for DNS names and IP addresses; the first DNS name is the CN when it fits."""
+    cn = next((n for n in names if len(n) <= 64), None)
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)] if cn else [])
+    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in names]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses or []]
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
-    builder = builder.add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False
-    )
+    builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return builder.sign(key, algorithm)
 
@@ -81,10 +83,14 @@ def check_subscriber_key(key: object) -> None:
 
 @dataclass(frozen=True)
 class CsrNames:
-    """The DNS names a CSR asks for, lowercased, in its CN and SAN."""
+    """What a CSR asks for: its CN and its SANs as (type, value) identifier pairs."""
 
     common_name: str | None
-    dns_names: frozenset[str]
+    identifiers: frozenset[tuple[str, str]]
+
+    @property
+    def dns_names(self) -> frozenset[str]:
+        return frozenset(v for t, v in self.identifiers if t == "dns")
 
 
 def parse_csr(der: bytes) -> tuple[x509.CertificateSigningRequest, CsrNames]:
@@ -112,14 +118,13 @@ def _csr_names(csr: x509.CertificateSigningRequest) -> CsrNames:
         san = None
     except (ValueError, x509.DuplicateExtension) as err:
         raise AcmeProblem(ProblemType.BAD_CSR, f"CSR extensions cannot be read: {err}") from err
-    if san is not None and any(not isinstance(n, x509.DNSName) for n in san):
-        raise AcmeProblem(ProblemType.BAD_CSR, "CSR may only ask for DNS names")
-    names = (
-        frozenset(n.lower() for n in san.get_values_for_type(x509.DNSName))
-        if san
-        else (frozenset())
-    )
+    if san is not None and any(not isinstance(n, x509.DNSName | x509.IPAddress) for n in san):
+        raise AcmeProblem(ProblemType.BAD_CSR, "CSR may only ask for DNS names and IP addresses")
+    identifiers: set[tuple[str, str]] = set()
+    if san is not None:
+        identifiers |= {("dns", n.lower()) for n in san.get_values_for_type(x509.DNSName)}
+        identifiers |= {("ip", str(a)) for a in san.get_values_for_type(x509.IPAddress)}
     if len(cns) > 1:
         raise AcmeProblem(ProblemType.BAD_CSR, "CSR has more than one common name")
     common_name = str(cns[0].value).lower() if cns else None
-    return CsrNames(common_name, names)
+    return CsrNames(common_name, frozenset(identifiers))

@@ -35,7 +35,7 @@ def _check_contact(contact: str) -> str:
             f"contact {contact!r} must be one plain address without header fields",
         )
     local, sep, domain = address.rpartition("@")
-    if not sep or not local:
+    if not sep or not local or "@" in local:
         raise AcmeProblem(ProblemType.INVALID_CONTACT, f"contact {contact!r} is not an address")
     try:
         normalise_dns_name(domain)

@@ -38,6 +38,7 @@ class ServerConfig:
     tls_key: Path | None = None
     # Where the VA connects for validation (RFC 8555 §8.3 says port 80; tests move it).
     http01_port: int = 80
+    tlsalpn01_port: int = 443
     dns_server: tuple[str, int] | None = None
     validation_timeout: float = 10.0
     # Directory meta (RFC 8555 §7.1.1).
@@ -48,6 +49,7 @@ class ServerConfig:
     eab_required: bool = False
     # Policy.
     blocked_suffixes: tuple[str, ...] = field(default_factory=tuple)
+    allow_private_ips: bool = False
     certificate_lifetime: timedelta = timedelta(days=90)
     pending_authorization_lifetime: timedelta = timedelta(days=7)
     valid_authorization_lifetime: timedelta = timedelta(days=30)
@@ -62,6 +64,10 @@ class ServerConfig:
             raise ValueError("certificate lifetime must not exceed 398 days (CA/B BR 6.3.2)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
+        from certsmith.server.policy import normalise_suffix
+
+        for suffix in self.blocked_suffixes:
+            normalise_suffix(suffix)
 
     @property
     def scheme(self) -> str:

@@ -29,8 +29,7 @@ from certsmith.server.resources import (
 from certsmith.server.revocation import Revoker
 from certsmith.server.storage import Store
 from certsmith.server.storage.models import AccountRow
-from certsmith.server.validation.http01 import Http01Validator
-from certsmith.server.validation.resolver import Resolver
+from certsmith.server.validation.authority import ValidationAuthority
 
 _log = logging.getLogger(__name__)
 _JOSE = "application/jose+json"
@@ -65,8 +64,7 @@ class FrontEnd:
         self.clock = clock or SystemClock()
         self.store = Store(config.database)
         self.ca = CertificateAuthority.load_or_create(config.data_dir, self.clock)
-        resolver = Resolver(config.dns_server, config.validation_timeout)
-        self._http01 = Http01Validator(resolver, config.http01_port, config.validation_timeout)
+        self._va = ValidationAuthority(config)
         self.nonces: NonceService
         self.ra: RegistrationAuthority
         self.revoker: Revoker
@@ -74,7 +72,7 @@ class FrontEnd:
     async def start(self) -> None:
         await self.store.migrate()
         self.nonces = await NonceService.create(self.store, self.config.nonce_lifetime, self.clock)
-        self.ra = RegistrationAuthority(self.store, self.config, self.clock, self.ca, self._http01)
+        self.ra = RegistrationAuthority(self.store, self.config, self.clock, self.ca, self._va)
         self.revoker = Revoker(self.store, self.clock)
         await self.ra.fail_interrupted_issuance()
         await self.ra.resume_validations()

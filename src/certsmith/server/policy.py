@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
-from certsmith.acme.identifiers import Identifier, parse_identifier, rejected
+from certsmith.acme.identifiers import (
+    Identifier,
+    normalise_dns_name,
+    parse_identifier,
+    rejected,
+)
 from certsmith.acme.problems import AcmeProblem, ProblemType, malformed
 
 
 class IdentifierPolicy:
-    def __init__(self, blocked_suffixes: tuple[str, ...], max_identifiers: int) -> None:
-        self._blocked = tuple(s.lower().strip(".") for s in blocked_suffixes)
+    def __init__(
+        self,
+        blocked_suffixes: tuple[str, ...],
+        max_identifiers: int,
+        allow_private_ips: bool = False,
+    ) -> None:
+        # Suffixes go through the same normalisation as requested names (IDNA A-labels),
+        # so a Unicode suffix blocks its xn-- form; a malformed one fails at start.
+        self._blocked = tuple(normalise_suffix(s) for s in blocked_suffixes)
         self._max = max_identifiers
+        self._allow_private_ips = allow_private_ips
 
     def check_order(self, raw_identifiers: Any) -> list[Identifier]:
         """Normalised, de-duplicated identifiers; every bad one reported as a subproblem."""
@@ -45,11 +59,35 @@ class IdentifierPolicy:
         return sorted(accepted)
 
     def _check(self, ident: Identifier) -> None:
-        if ident.is_wildcard:
-            # TODO: accept wildcards once the VA offers dns-01, the only challenge that may
-            # prove control of a whole zone (RFC 8555 §7.1.3).
-            raise rejected(ident.value, "wildcard names need dns-01, which is not offered yet")
+        if ident.is_ip:
+            self._check_ip(ident.value)
+            return
         name = ident.base
         for suffix in self._blocked:
             if name == suffix or name.endswith("." + suffix):
                 raise rejected(ident.value, f"names under {suffix!r} are blocked by policy")
+
+    def _check_ip(self, value: str) -> None:
+        address = ipaddress.ip_address(value)
+        if address.is_multicast or address.is_unspecified:
+            raise _rejected_ip(value, "multicast and unspecified addresses are never allowed")
+        if self._allow_private_ips:
+            return
+        # RFC 8738 §5 leaves this to policy; a public CA must not vouch for addresses
+        # every network reuses, so private, loopback, link-local and reserved ranges are out.
+        if not address.is_global:
+            raise _rejected_ip(value, f"{value} is not a public address (see --allow-private-ips)")
+
+
+def normalise_suffix(suffix: str) -> str:
+    """A blocked suffix in A-label form; single labels such as "internal" are allowed."""
+    try:
+        return normalise_dns_name(suffix.strip(".") + ".suffix-check").removesuffix(".suffix-check")
+    except AcmeProblem as err:
+        raise ValueError(f"blocked suffix {suffix!r} is not a DNS name: {err.detail}") from err
+
+
+def _rejected_ip(value: str, detail: str) -> AcmeProblem:
+    return AcmeProblem(
+        ProblemType.REJECTED_IDENTIFIER, detail, identifier={"type": "ip", "value": value}
+    )

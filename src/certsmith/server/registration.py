@@ -43,7 +43,7 @@ from certsmith.server.storage.models import (
     OrderAuthorizationRow,
     OrderRow,
 )
-from certsmith.server.validation.http01 import Http01Validator
+from certsmith.server.validation.authority import ValidationAuthority, challenge_types
 
 _log = logging.getLogger(__name__)
 _MAX_CONCURRENT_VALIDATIONS = 64
@@ -97,14 +97,16 @@ class RegistrationAuthority:
         config: ServerConfig,
         clock: Clock,
         ca: CertificateAuthority,
-        http01: Http01Validator,
+        va: ValidationAuthority,
     ) -> None:
         self._store = store
         self._config = config
         self._clock = clock
         self._ca = ca
-        self._http01 = http01
-        self._policy = IdentifierPolicy(config.blocked_suffixes, config.max_identifiers_per_order)
+        self._va = va
+        self._policy = IdentifierPolicy(
+            config.blocked_suffixes, config.max_identifiers_per_order, config.allow_private_ips
+        )
         self._validations: set[asyncio.Task[None]] = set()
         self._validation_slots = asyncio.Semaphore(_MAX_CONCURRENT_VALIDATIONS)
 
@@ -206,9 +208,8 @@ class RegistrationAuthority:
             return row
 
     async def _deactivate_pending_authorizations(self, tx: Tx, account_id: str) -> None:
-        for authz in await tx.rows_in_status(AuthorizationRow, "pending"):
-            if authz.account_id == account_id:
-                _change(tx, Kind.AUTHORIZATION, authz, "deactivated", account=account_id)
+        for authz in await tx.pending_authorizations(account_id):
+            _change(tx, Kind.AUTHORIZATION, authz, "deactivated", account=account_id)
 
     # --- orders (RFC 8555 §7.4) ---
 
@@ -258,16 +259,15 @@ class RegistrationAuthority:
     async def _reusable_authorization(
         self, tx: Tx, account_id: str, ident: Identifier, now: datetime
     ) -> AuthorizationRow | None:
-        # TODO: move this to an indexed query once accounts hold many valid authorizations.
-        for authz in await tx.rows_in_status(AuthorizationRow, "valid"):
-            if (
-                authz.account_id == account_id
-                and authz.identifier_value == ident.base
-                and authz.wildcard == ident.is_wildcard
-                and authz.expires > now + self._config.order_lifetime
-            ):
-                return authz
-        return None
+        """A valid authorization of this account that outlives a new order (RFC 8555 §7.1.4
+        lets the CA reuse it; Let's Encrypt does)."""
+        return await tx.reusable_authorization(
+            account_id,
+            ident.type,
+            ident.base,
+            ident.is_wildcard,
+            valid_until=now + self._config.order_lifetime,
+        )
 
     def _new_authorization(
         self, tx: Tx, account_id: str, ident: Identifier, now: datetime
@@ -283,29 +283,43 @@ class RegistrationAuthority:
             created_at=now,
         )
         tx.add(authz)
-        tx.add(
-            ChallengeRow(
-                id=new_id(),
-                authorization_id=authz.id,
-                type="http-01",
-                token=secrets.token_urlsafe(32),
-                status="pending",
-                validated=None,
-                error=None,
-                validation_record=None,
+        for challenge_type in challenge_types(ident.type, ident.is_wildcard):
+            tx.add(
+                ChallengeRow(
+                    id=new_id(),
+                    authorization_id=authz.id,
+                    type=challenge_type,
+                    token=secrets.token_urlsafe(32),
+                    status="pending",
+                    validated=None,
+                    error=None,
+                    validation_record=None,
+                )
             )
-        )
         _event(tx, "authz.created", authz=authz.id, account=account_id, identifier=ident.value)
         return authz
 
     async def order(self, account: AccountRow, order_id: str) -> OrderView:
-        async with self._store.transaction() as tx:
+        async with self._store.transaction(write=False) as tx:
             order = await tx.get(OrderRow, order_id)
             _owned(order, account, "order")
             assert order is not None
             authzs = await tx.authorizations_of_order(order.id)
+        if not self._has_expired(order, authzs):
+            return OrderView(order, [a.id for a in authzs])
+        # Rare: something expired since the last look; record it, under the write lock.
+        async with self._store.transaction() as tx:
+            order = await tx.get(OrderRow, order_id, for_update=True)
+            assert order is not None
+            authzs = await tx.authorizations_of_order(order.id)
             self._expire(tx, order, authzs)
             return OrderView(order, [a.id for a in authzs])
+
+    def _has_expired(self, order: OrderRow, authzs: list[AuthorizationRow]) -> bool:
+        now = self._clock.now()
+        if order.status in ("pending", "ready") and order.expires <= now:
+            return True
+        return any(a.status in ("pending", "valid") and a.expires <= now for a in authzs)
 
     async def orders_of_account(
         self, account: AccountRow, after: str | None, limit: int
@@ -415,8 +429,12 @@ class RegistrationAuthority:
             record: dict[str, Any] | None = None
             problem: AcmeProblem | None = None
             try:
-                record = await self._http01.validate(
-                    authz.identifier_value, challenge.token, expected
+                record = await self._va.validate(
+                    challenge.type,
+                    authz.identifier_type,
+                    authz.identifier_value,
+                    challenge.token,
+                    expected,
                 )
             except AcmeProblem as err:
                 problem = err
@@ -496,13 +514,16 @@ class RegistrationAuthority:
                     ProblemType.ORDER_NOT_READY,
                     f"order is {order.status}; it must be ready to finalize",
                 )
-            wanted = {i["value"] for i in order.identifiers}
-            self._check_csr_names(names.dns_names, names.common_name, wanted)
+            wanted = {(i["type"], i["value"]) for i in order.identifiers}
+            self._check_csr_names(names.identifiers, names.common_name, wanted)
             self._check_csr_key(csr, account)
             _change(tx, Kind.ORDER, order, "processing")
         try:
             issued = self._ca.issue(
-                csr.public_key(), sorted(wanted), self._config.certificate_lifetime
+                csr.public_key(),
+                sorted(v for t, v in wanted if t == "dns"),
+                self._config.certificate_lifetime,
+                ip_addresses=sorted(v for t, v in wanted if t == "ip"),
             )
         except Exception as err:
             _log.exception("signing for order %s failed", order.id)
@@ -531,18 +552,22 @@ class RegistrationAuthority:
                 serial=certificate.serial,
                 order=order.id,
                 account=account.id,
-                names=sorted(wanted),
+                names=sorted(v for _, v in wanted),
             )
             _change(tx, Kind.ORDER, row, "valid", certificate=certificate.id)
             row.certificate_id = certificate.id
         return OrderView(row, [a.id for a in authzs])
 
     @staticmethod
-    def _check_csr_names(sans: frozenset[str], cn: str | None, wanted: set[str]) -> None:
-        if cn is not None and cn not in sans:
+    def _check_csr_names(
+        sans: frozenset[tuple[str, str]], cn: str | None, wanted: set[tuple[str, str]]
+    ) -> None:
+        """RFC 8555 §7.4: the CSR asks for exactly the order's identifiers."""
+        if cn is not None and cn not in {value for _, value in sans}:
             raise AcmeProblem(ProblemType.BAD_CSR, "CSR common name must also be a SAN")
         if sans != wanted:
-            missing, extra = sorted(wanted - sans), sorted(sans - wanted)
+            missing = sorted(v for _, v in wanted - sans)
+            extra = sorted(v for _, v in sans - wanted)
             raise AcmeProblem(
                 ProblemType.BAD_CSR,
                 f"CSR names must equal the order's; missing {missing}, not in order {extra}",
@@ -591,3 +616,4 @@ class RegistrationAuthority:
         for task in list(self._validations):
             task.cancel()
         await asyncio.gather(*self._validations, return_exceptions=True)
+        await self._va.close()

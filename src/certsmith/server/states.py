@@ -22,7 +22,8 @@ TRANSITIONS: dict[Kind, dict[str, frozenset[str]]] = {
     },
     # §7.1.6 figure: authorization objects.
     Kind.AUTHORIZATION: {
-        "pending": frozenset({"valid", "invalid", "expired", "deactivated"}),
+        # The figure joins pending's line to the bar above revoked, deactivated and expired.
+        "pending": frozenset({"valid", "invalid", "expired", "deactivated", "revoked"}),
         "valid": frozenset({"expired", "deactivated", "revoked"}),
         "invalid": frozenset(),
         "expired": frozenset(),

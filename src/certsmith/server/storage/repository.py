@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, event, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from certsmith.server.storage.models import (
@@ -43,9 +45,10 @@ def sqlite_url(path: Path) -> str:
 class Tx:
     """One database transaction with the reads and writes the server uses."""
 
-    def __init__(self, session: AsyncSession, *, lock_rows: bool) -> None:
+    def __init__(self, session: AsyncSession, *, lock_rows: bool, dialect: str) -> None:
         self.session = session
         self._lock_rows = lock_rows
+        self._dialect = dialect
         self.committed_callbacks: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -81,6 +84,38 @@ class Tx:
                 AuthorizationRow.account_id == account_id,
                 AuthorizationRow.identifier_value.in_(values),
                 AuthorizationRow.status == "valid",
+            )
+        )
+        return list(result.scalars())
+
+    async def reusable_authorization(
+        self,
+        account_id: str,
+        identifier_type: str,
+        value: str,
+        wildcard: bool,
+        *,
+        valid_until: datetime,
+    ) -> AuthorizationRow | None:
+        result = await self.session.execute(
+            select(AuthorizationRow)
+            .where(
+                AuthorizationRow.account_id == account_id,
+                AuthorizationRow.identifier_value == value,
+                AuthorizationRow.status == "valid",
+                AuthorizationRow.identifier_type == identifier_type,
+                AuthorizationRow.wildcard == wildcard,
+                AuthorizationRow.expires > valid_until,
+            )
+            .order_by(AuthorizationRow.expires.desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def pending_authorizations(self, account_id: str) -> list[AuthorizationRow]:
+        result = await self.session.execute(
+            select(AuthorizationRow).where(
+                AuthorizationRow.account_id == account_id, AuthorizationRow.status == "pending"
             )
         )
         return list(result.scalars())
@@ -131,23 +166,26 @@ class Tx:
 
     async def redeem_nonce(self, value: str, expires_at: int) -> bool:
         """Record `value` as used; False if it was used before."""
-        try:
-            async with self.session.begin_nested():
-                self.session.add(UsedNonceRow(value=value, expires_at=expires_at))
-        except IntegrityError:
-            return False
-        return True
+        # An INSERT that skips duplicates costs half of an ORM add inside a savepoint.
+        insert = sqlite_insert if self._dialect == "sqlite" else postgresql_insert
+        statement = insert(UsedNonceRow).values(value=value, expires_at=expires_at)
+        result = await self.session.execute(statement.on_conflict_do_nothing())
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def purge_used_nonces(self, now: int) -> None:
         await self.session.execute(delete(UsedNonceRow).where(UsedNonceRow.expires_at < now))
 
     async def secret(self, name: str, create: bytes) -> bytes:
         """The shared secret `name`, stored as `create` if no process stored one first."""
-        row = await self.session.get(ServerSecretRow, name)
-        if row is None:
-            row = ServerSecretRow(name=name, value=create)
-            self.session.add(row)
-        return row.value
+        insert = sqlite_insert if self._dialect == "sqlite" else postgresql_insert
+        # Processes starting together race to store it; the first insert wins, all read it.
+        await self.session.execute(
+            insert(ServerSecretRow).values(name=name, value=create).on_conflict_do_nothing()
+        )
+        result = await self.session.execute(
+            select(ServerSecretRow.value).where(ServerSecretRow.name == name)
+        )
+        return bytes(result.scalar_one())
 
 
 class Store:
@@ -170,7 +208,7 @@ class Store:
         """One transaction; committed on normal exit, rolled back on an exception."""
         lock = self._write_lock if write and self._write_lock else contextlib.nullcontext()
         session = AsyncSession(self.engine, expire_on_commit=False)
-        tx = Tx(session, lock_rows=not self.is_sqlite)
+        tx = Tx(session, lock_rows=not self.is_sqlite, dialect=self.engine.dialect.name)
         async with lock, session, session.begin():
             yield tx
         for callback in tx.committed_callbacks:
