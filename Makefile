@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 CERTBOT_VENV := $(BUILD)/certbot
-APT_PEERS := pebble lego
+# pebble brings pebble-challtestsrv; the rest are ACME clients and servers nobody here wrote.
+APT_PEERS := pebble lego dehydrated uacme acme-tiny caddy apache2 libapache2-mod-md
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck unit peers clean bench
@@ -24,13 +25,18 @@ run: $(BIN)/.installed
 	$(BIN)/certsmith serve --data-dir $(DATA_DIR) --listen $(LISTEN) --http01-port $(HTTP01_PORT)
 
 # Peer ACME software nobody here wrote: Debian packages when missing, certbot from PyPI.
+# A policy-rc.d (when none exists) keeps apache2 and caddy from starting on 80/443.
 peers: $(CERTBOT_VENV)/.installed
 	@missing=""; for pkg in $(APT_PEERS); do \
 	  dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
+	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+	    $(SUDO) chmod +x /usr/sbin/policy-rc.d; fi; \
 	  $(SUDO) apt-get update && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	  status=$$?; [ -z "$$guard" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d; exit $$status; \
 	fi
 
 $(CERTBOT_VENV)/.installed: requirements/certbot.txt

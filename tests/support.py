@@ -93,6 +93,17 @@ class ChallTestSrv:
             what="pebble-challtestsrv",
         )
 
+    def set_txt(self, record: str, value: str) -> None:
+        """Add a TXT value at `record` (a trailing dot is added if missing)."""
+        host = record if record.endswith(".") else record + "."
+        url = f"http://127.0.0.1:{self.management_port}/set-txt"
+        httpx.post(url, json={"host": host, "value": value}).raise_for_status()
+
+    def clear_txt(self, record: str) -> None:
+        host = record if record.endswith(".") else record + "."
+        url = f"http://127.0.0.1:{self.management_port}/clear-txt"
+        httpx.post(url, json={"host": host}).raise_for_status()
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -107,6 +118,7 @@ class CaServer:
     dns_server: str | None
     port: int = field(default_factory=free_port)
     http01_port: int = field(default_factory=free_port)
+    tlsalpn01_port: int = field(default_factory=free_port)
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -129,6 +141,10 @@ class CaServer:
             f"127.0.0.1:{self.port}",
             "--http01-port",
             str(self.http01_port),
+            "--tlsalpn01-port",
+            str(self.tlsalpn01_port),
+            # Tests validate loopback addresses such as 127.0.0.2 and ::1 (RFC 8738).
+            "--allow-private-ips",
             *(["--dns-server", self.dns_server] if self.dns_server else []),
             *self.extra_args,
         ]
