@@ -170,3 +170,75 @@ def issue(acme: Acme, http01_port: int, *names: str) -> tuple[bytes, Any]:
     assert finalized.status_code == 200, finalized.text
     order = acme.poll(order["url"], until=lambda o: o["status"] == "valid")
     return acme.get(order["certificate"]).content, key
+
+
+class TlsAlpnResponder:
+    """A real TLS server on loopback answering acme-tls/1 with per-SNI challenge certificates
+    (RFC 8737 §3); `add(identifier_type, value, key_authorization)` arms one name."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        import socket
+        import ssl
+
+        self.contexts: dict[str, ssl.SSLContext] = {}
+        self._default = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._default.set_alpn_protocols(["acme-tls/1"])
+        self._default.sni_callback = self._pick
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def add(self, identifier_type: str, value: str, key_authorization: str) -> None:
+        import ipaddress
+        import ssl
+        import tempfile
+
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from certsmith.acme.challenges import tlsalpn01_certificate
+        from certsmith.acme.keys import private_key_pem
+
+        cert, key = tlsalpn01_certificate(identifier_type, value, key_authorization)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.set_alpn_protocols(["acme-tls/1"])
+        with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem:
+            pem.write(private_key_pem(key) + cert.public_bytes(Encoding.PEM))
+            pem.flush()
+            context.load_cert_chain(pem.name)
+        sni = value if identifier_type == "dns" else ipaddress.ip_address(value).reverse_pointer
+        self.contexts[sni] = context
+
+    def _pick(self, sock: Any, name: str | None, _ctx: Any) -> None:
+        if name in self.contexts:
+            sock.context = self.contexts[name]
+
+    def _serve(self) -> None:
+        import ssl
+
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            try:
+                with self._default.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    def __enter__(self) -> TlsAlpnResponder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join(5)
+        self.sock.close()
