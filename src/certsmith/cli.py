@@ -49,7 +49,7 @@ def _port_option(
 @click.option(
     "--database",
     default=None,
-    help="SQLAlchemy URL; default sqlite+aiosqlite:///DATA_DIR/certsmith.db.",
+    help="SQLAlchemy URL; default sqlite:///DATA_DIR/certsmith.db.",
 )
 @_port_option("--http01-port", 80, "Port the VA connects to for http-01.")
 @_port_option("--tlsalpn01-port", 443, "Port the VA connects to for tls-alpn-01.")
@@ -160,7 +160,7 @@ def _run_with_store(data_dir: Path, database: str | None, action: Any) -> Any:
     from certsmith.server.storage import Store
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    url = database or f"sqlite+aiosqlite:///{data_dir.resolve() / 'certsmith.db'}"
+    url = database or f"sqlite:///{data_dir.resolve() / 'certsmith.db'}"
 
     async def run() -> Any:
         store = Store(url)

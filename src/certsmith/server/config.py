@@ -75,4 +75,4 @@ class ServerConfig:
 
     @property
     def database(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'certsmith.db'}"
+        return self.database_url or f"sqlite:///{self.data_dir / 'certsmith.db'}"
