@@ -42,7 +42,9 @@ def certbot(ca: CaServer, workdir: Path, *args: str) -> subprocess.CompletedProc
     return result
 
 
-def standalone(ca: CaServer, workdir: Path, *names: str) -> subprocess.CompletedProcess[str]:
+def standalone(
+    ca: CaServer, workdir: Path, *names: str, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     domains = [arg for name in names for arg in ("-d", name)]
     return certbot(
         ca,
@@ -56,6 +58,7 @@ def standalone(ca: CaServer, workdir: Path, *names: str) -> subprocess.Completed
         "interop@example.org",
         "--no-eff-email",
         *domains,
+        *extra,
     )
 
 

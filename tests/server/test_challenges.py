@@ -171,7 +171,7 @@ def test_ip_identifier_over_http01(ca_server: CaServer, acme: Acme) -> None:
     ("identifier", "code"),
     [
         pytest.param({"type": "ip", "value": "224.0.0.1"}, "rejectedIdentifier", id="multicast"),
-        pytest.param({"type": "ip", "value": "0.0.0.0"}, "rejectedIdentifier", id="unspecified"),  # noqa: S104
+        pytest.param({"type": "ip", "value": "0.0.0.0"}, "rejectedIdentifier", id="unspecified"),
         pytest.param({"type": "ip", "value": "1.2.3"}, "malformed", id="not-an-ip"),
         pytest.param({"type": "ip", "value": "fe80::1%eth0"}, "malformed", id="zone-id"),
     ],

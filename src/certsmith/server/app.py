@@ -207,13 +207,25 @@ async def challenge(front: FrontEnd, request: Request) -> Response:
 
 @endpoint
 async def certificate(front: FrontEnd, request: Request) -> Response:
+    """The chain, or alternate chain N; each names the others with rel="alternate"."""
     signed = await front.signed(request)
     require_post_as_get(signed)
-    row = await front.ra.certificate(signed.caller, request.path_params["certificate_id"])
+    certificate_id = request.path_params["certificate_id"]
+    row = await front.ra.certificate(signed.caller, certificate_id)
+    chains = [row.chain_pem, *front.ca.alternate_chains(row.chain_pem)]
+    index = int(request.path_params.get("index", 0))
+    if index >= len(chains):
+        raise not_found("no such alternate chain")
+    urls = urls_for(request)
+    links = [f'<{urls.directory}>;rel="index"'] + [
+        f'<{urls.certificate(certificate_id, i)}>;rel="alternate"'
+        for i in range(len(chains))
+        if i != index
+    ]
     return Response(
-        row.chain_pem,
+        chains[index],
         200,
-        headers=front.headers(request),
+        headers=front.headers(request, {"Link": ", ".join(links)}),
         media_type="application/pem-certificate-chain",
     )
 
@@ -265,6 +277,7 @@ def create_app(config: ServerConfig, clock: Clock | None = None) -> Starlette:
         Route("/acme/authz/{authz_id}", authorization, methods=post),
         Route("/acme/chall/{challenge_id}", challenge, methods=post),
         Route("/acme/cert/{certificate_id}", certificate, methods=post),
+        Route("/acme/cert/{certificate_id}/{index:int}", certificate, methods=post),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}

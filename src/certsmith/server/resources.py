@@ -68,8 +68,9 @@ class Urls:
     def challenge(self, challenge_id: str) -> str:
         return f"{self.base}{ACME_PREFIX}/chall/{challenge_id}"
 
-    def certificate(self, certificate_id: str) -> str:
-        return f"{self.base}{ACME_PREFIX}/cert/{certificate_id}"
+    def certificate(self, certificate_id: str, alternate: int = 0) -> str:
+        base = f"{self.base}{ACME_PREFIX}/cert/{certificate_id}"
+        return f"{base}/{alternate}" if alternate else base
 
 
 def account_json(urls: Urls, account: AccountRow) -> dict[str, Any]:

@@ -74,9 +74,13 @@ class CertificateAuthority:
         intermediate: x509.Certificate,
         intermediate_key: PrivateKey,
         clock: Clock,
+        alternates: list[x509.Certificate] | None = None,
     ) -> None:
         self.root = root
         self.intermediate = intermediate
+        # Other certificates for the intermediate's key (cross-signs by other roots), each
+        # the top of an alternate chain (RFC 8555 §7.4.2).
+        self._alternate_pems = [_pem(c).decode() for c in alternates or []]
         self._key = intermediate_key
         self._clock = clock
         self._intermediate_pem = _pem(intermediate).decode()
@@ -94,7 +98,17 @@ class CertificateAuthority:
         root = x509.load_pem_x509_certificate((data_dir / "root.pem").read_bytes())
         inter = x509.load_pem_x509_certificate((ca_dir / "intermediate.pem").read_bytes())
         key = load_private_key((ca_dir / "intermediate.key").read_bytes())
-        return cls(root, inter, key, clock)
+        cross_path = ca_dir / "intermediate-cross.pem"
+        if not cross_path.exists() or not (data_dir / ALTERNATE_ROOT).exists():
+            _create_alternate(data_dir, inter, key, clock)
+        cross = x509.load_pem_x509_certificate(cross_path.read_bytes())
+        return cls(root, inter, key, clock, alternates=[cross])
+
+    def alternate_chains(self, chain_pem: str) -> list[str]:
+        """The same leaf as `chain_pem` above each alternate intermediate."""
+        end = "-----END CERTIFICATE-----\n"
+        leaf = chain_pem[: chain_pem.index(end) + len(end)]
+        return [leaf + top for top in self._alternate_pems]
 
     def issue(
         self,
@@ -215,6 +229,31 @@ def _create_hierarchy(data_dir: Path, clock: Clock) -> None:
     write_public(ca_dir / "intermediate.pem", _pem(inter))
     # root.pem last: its presence marks a complete hierarchy.
     write_public(data_dir / "root.pem", _pem(root))
+
+
+ALTERNATE_ROOT = "alternate-root.pem"
+
+
+def _create_alternate(
+    data_dir: Path, intermediate: x509.Certificate, key: PrivateKey, clock: Clock
+) -> None:
+    """A second root that cross-signs the intermediate's key: the alternate chain."""
+    now = clock.now() - _BACKDATE
+    cn = intermediate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    tag = str(cn).rsplit(" ", 1)[-1]
+    root_key = generate_private_key("ec256")
+    root_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "certsmith"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"certsmith Alternate Root CA {tag}"),
+        ]
+    )
+    root = _ca_cert(root_name, root_name, root_key, root_key, now, _ROOT_LIFETIME, None)
+    cross = _ca_cert(intermediate.subject, root_name, key, root_key, now, _INTERMEDIATE_LIFETIME, 0)
+    ca_dir = data_dir / "ca"
+    write_private(ca_dir / "alternate-root.key", private_key_pem(root_key))
+    write_public(ca_dir / "intermediate-cross.pem", _pem(cross))
+    write_public(data_dir / ALTERNATE_ROOT, _pem(root))
 
 
 def ensure_listener_certificate(
