@@ -78,7 +78,7 @@ async def new_account(front: FrontEnd, request: Request) -> Response:
 
 @endpoint
 async def account(front: FrontEnd, request: Request) -> Response:
-    signed = await front.signed(request)
+    signed = await front.signed(request, outdated_terms_ok=True)
     if signed.caller.id != request.path_params["account_id"]:
         raise unauthorized("the 'kid' does not name this account")
     row = signed.caller
@@ -140,7 +140,7 @@ async def orders(front: FrontEnd, request: Request) -> Response:
     if len(ids) > _ORDERS_PAGE:
         ids = ids[:_ORDERS_PAGE]
         next_url = f"{urls.orders(signed.caller.id)}?cursor={ids[-1]}"
-        headers["Link"] = f'<{urls.directory}>;rel="index", <{next_url}>;rel="next"'
+        headers["Link"] = f'<{next_url}>;rel="next"'
     return front.json(request, {"orders": [urls.order(i) for i in ids]}, headers=headers)
 
 
@@ -199,7 +199,7 @@ async def challenge(front: FrontEnd, request: Request) -> Response:
         row, authz = await front.ra.respond_to_challenge(signed.caller, challenge_id)
     urls = urls_for(request)
     up = f'<{urls.authorization(authz.id)}>;rel="up"'
-    headers = {"Link": f'<{urls.directory}>;rel="index", {up}'}
+    headers = {"Link": up}
     if row.status == "processing":
         headers["Retry-After"] = "1"
     return front.json(request, challenge_json(urls, row), headers=headers)
@@ -217,7 +217,7 @@ async def certificate(front: FrontEnd, request: Request) -> Response:
     if index >= len(chains):
         raise not_found("no such alternate chain")
     urls = urls_for(request)
-    links = [f'<{urls.directory}>;rel="index"'] + [
+    links = [
         f'<{urls.certificate(certificate_id, i)}>;rel="alternate"'
         for i in range(len(chains))
         if i != index
@@ -225,7 +225,7 @@ async def certificate(front: FrontEnd, request: Request) -> Response:
     return Response(
         chains[index],
         200,
-        headers=front.headers(request, {"Link": ", ".join(links)}),
+        headers=front.headers(request, {"Link": ", ".join(links)} if links else None),
         media_type="application/pem-certificate-chain",
     )
 

@@ -70,6 +70,11 @@ class ServerConfig:
             normalise_suffix(suffix)
 
     @property
+    def terms_version(self) -> str:
+        """What an account agrees to: the configured terms URL, or our built-in page."""
+        return self.terms_of_service or "certsmith-built-in-terms"
+
+    @property
     def scheme(self) -> str:
         return "http" if self.plain_http else "https"
 

@@ -84,14 +84,14 @@ class FrontEnd:
     # --- responses ---
 
     def headers(self, request: Request, extra: dict[str, str] | None = None) -> dict[str, str]:
-        urls = urls_for(request)
-        headers = {
-            "Replay-Nonce": self.nonces.issue(),
-            "Link": f'<{urls.directory}>;rel="index"',
-            "Cache-Control": "no-store",
-        }
+        """Headers every ACME response carries; an extra Link is added to the index one."""
+        index = f'<{urls_for(request).directory}>;rel="index"'
+        headers = {"Replay-Nonce": self.nonces.issue(), "Link": index, "Cache-Control": "no-store"}
         if extra:
+            link = extra.get("Link")
             headers.update(extra)
+            if link is not None and index not in link:
+                headers["Link"] = f"{index}, {link}"
         return headers
 
     def json(
@@ -115,7 +115,12 @@ class FrontEnd:
     # --- request authentication (RFC 8555 §6.2 to §6.5) ---
 
     async def signed(
-        self, request: Request, *, use_jwk: bool = False, jwk_or_kid: bool = False
+        self,
+        request: Request,
+        *,
+        use_jwk: bool = False,
+        jwk_or_kid: bool = False,
+        outdated_terms_ok: bool = False,
     ) -> Signed:
         """Check a POST's content type, JWS, URL, key, signature and nonce, in that order.
 
@@ -141,7 +146,23 @@ class FrontEnd:
             key = import_public_jwk(account.jwk)
         verify_jws(parsed, key)
         await self.nonces.redeem(parsed.nonce)
+        if account is not None and not outdated_terms_ok:
+            self._check_terms(request, account)
         return Signed(parsed, key, account)
+
+    def _check_terms(self, request: Request, account: AccountRow) -> None:
+        """RFC 8555 §7.3.3: after the terms change, the account must agree again first."""
+        if account.terms_version in (None, self.config.terms_version):
+            return
+        urls = urls_for(request)
+        terms = self.config.terms_of_service or f"{urls.base}/terms"
+        raise AcmeProblem(
+            ProblemType.USER_ACTION_REQUIRED,
+            "the terms of service have changed; agree to them by updating the account "
+            "with termsOfServiceAgreed",
+            headers={"Link": f'<{terms}>;rel="terms-of-service"'},
+            extra={"instance": terms},
+        )
 
     async def _account_for_kid(self, request: Request, kid: str) -> AccountRow:
         prefix = urls_for(request).account_prefix

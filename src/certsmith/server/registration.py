@@ -153,6 +153,7 @@ class RegistrationAuthority:
             status="valid",
             contact=contacts,
             tos_agreed=agreed,
+            terms_version=self._config.terms_version,
             created_at=self._clock.now(),
         )
         async with self._store.transaction() as tx:
@@ -186,8 +187,11 @@ class RegistrationAuthority:
             if contacts is not None:
                 row.contact = contacts
                 _event(tx, "account.updated", account=row.id, contacts=len(contacts))
-            if payload.get("termsOfServiceAgreed") is True and not row.tos_agreed:
+            if payload.get("termsOfServiceAgreed") is True:
+                if row.terms_version != self._config.terms_version:
+                    _event(tx, "account.terms_agreed", account=row.id)
                 row.tos_agreed = True
+                row.terms_version = self._config.terms_version
             if status == "deactivated":
                 _change(tx, Kind.ACCOUNT, row, "deactivated")
                 await self._deactivate_pending_authorizations(tx, row.id)

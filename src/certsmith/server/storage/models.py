@@ -50,6 +50,9 @@ class AccountRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     contact: Mapped[list[str]] = mapped_column(JSON)
     tos_agreed: Mapped[bool] = mapped_column(Boolean)
+    # Which terms the account agreed to (ServerConfig.terms_version); NULL for accounts
+    # made before versions were recorded, which are taken to have agreed to the current.
+    terms_version: Mapped[str | None] = mapped_column(String(512), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
