@@ -404,7 +404,9 @@ class RegistrationAuthority:
                 _change(tx, Kind.AUTHORIZATION, authz, "expired")
             if authz.status != "pending":
                 raise malformed(f"the authorization is {authz.status}, not pending")
-            _change(tx, Kind.CHALLENGE, challenge, "processing", authz=authz.id)
+            _change(
+                tx, Kind.CHALLENGE, challenge, "processing", authz=authz.id, type=challenge.type
+            )
         self._schedule_validation(challenge.id)
         return challenge, authz
 
@@ -466,7 +468,9 @@ class RegistrationAuthority:
                 challenge,
                 outcome,
                 authz=authz.id,
+                type=challenge.type,
                 identifier=authz.identifier_value,
+                wildcard=authz.wildcard,
                 error=problem.type.code if problem else None,
             )
             if problem is None:
