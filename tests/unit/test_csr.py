@@ -56,6 +56,10 @@ def dns_sans(*names: str) -> list[x509.GeneralName]:
     return [x509.DNSName(name) for name in names]
 
 
+def ip_san(address: str) -> x509.GeneralName:
+    return x509.IPAddress(ipaddress.ip_address(address))
+
+
 def bad_csr(der: bytes) -> AcmeProblem:
     with pytest.raises(AcmeProblem) as excinfo:
         parse_csr(der)
@@ -84,20 +88,61 @@ def test_parses_a_good_csr(private_keys: dict[str, SigningKey], key_name: str) -
     csr, names = parse_csr(der)
     assert names == CsrNames(
         common_name="www.example.com",
-        dns_names=frozenset({"www.example.com", "example.com", "api.example.com"}),
+        identifiers=frozenset(
+            {("dns", "www.example.com"), ("dns", "example.com"), ("dns", "api.example.com")}
+        ),
     )
+    assert names.dns_names == {"www.example.com", "example.com", "api.example.com"}
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert csr.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
 
 
 def test_parses_a_csr_without_common_name(private_keys: dict[str, SigningKey]) -> None:
     _, names = parse_csr(make_csr(private_keys["p256"], sans=dns_sans("example.test")))
-    assert names == CsrNames(None, frozenset({"example.test"}))
+    assert names == CsrNames(None, frozenset({("dns", "example.test")}))
 
 
 def test_parses_a_csr_without_san(private_keys: dict[str, SigningKey]) -> None:
     _, names = parse_csr(make_csr(private_keys["p256"], common_names=["Example.test"]))
     assert names == CsrNames("example.test", frozenset())
+    assert names.dns_names == frozenset()
+
+
+# --- IP address SANs (RFC 8738 §3, §4) ---
+
+
+@pytest.mark.parametrize(
+    ("sans", "identifiers"),
+    [
+        pytest.param(
+            [x509.DNSName("example.com"), ip_san("127.0.0.1")],
+            {("dns", "example.com"), ("ip", "127.0.0.1")},
+            id="ipv4-san-beside-a-dns-name",
+        ),
+        pytest.param([ip_san("::1")], {("ip", "::1")}, id="ipv6-san-only"),
+        pytest.param(
+            [ip_san("2001:DB8:0:0:0:0:0:1")], {("ip", "2001:db8::1")}, id="ipv6-in-rfc5952-form"
+        ),
+        pytest.param(
+            [ip_san("192.0.2.1"), ip_san("2001:db8::1")],
+            {("ip", "192.0.2.1"), ("ip", "2001:db8::1")},
+            id="ipv4-and-ipv6",
+        ),
+        pytest.param(
+            [x509.DNSName("192.0.2.1"), ip_san("192.0.2.1")],
+            {("dns", "192.0.2.1"), ("ip", "192.0.2.1")},
+            id="same-text-as-dns-and-ip-kept-apart",
+        ),
+    ],
+)
+def test_parses_ip_address_sans(
+    private_keys: dict[str, SigningKey],
+    sans: list[x509.GeneralName],
+    identifiers: set[tuple[str, str]],
+) -> None:
+    _, names = parse_csr(make_csr(private_keys["p256"], sans=sans))
+    assert names == CsrNames(None, frozenset(identifiers))
+    assert names.dns_names == {value for kind, value in identifiers if kind == "dns"}
 
 
 # --- refused keys ---
@@ -236,23 +281,27 @@ def test_refuses_truncated_and_pem_csrs(private_keys: dict[str, SigningKey]) -> 
     "sans",
     [
         pytest.param(
-            [x509.DNSName("example.com"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-            id="ipv4-san",
-        ),
-        pytest.param([x509.IPAddress(ipaddress.ip_address("::1"))], id="ipv6-san-only"),
-        pytest.param(
             [x509.DNSName("example.com"), x509.RFC822Name("admin@example.com")], id="email-san"
         ),
         pytest.param(
             [x509.DNSName("example.com"), x509.UniformResourceIdentifier("https://example.com/")],
             id="uri-san",
         ),
+        pytest.param(
+            [ip_san("192.0.2.1"), x509.UniformResourceIdentifier("https://192.0.2.1/")],
+            id="uri-san-beside-an-ip",
+        ),
+        pytest.param(
+            [x509.DNSName("example.com"), x509.RegisteredID(x509.ObjectIdentifier("1.2.3.4"))],
+            id="registered-id-san",
+        ),
     ],
 )
-def test_refuses_a_san_that_is_not_a_dns_name(
+def test_refuses_a_san_that_is_neither_a_dns_name_nor_an_ip_address(
     private_keys: dict[str, SigningKey], sans: list[x509.GeneralName]
 ) -> None:
-    bad_csr(make_csr(private_keys["p256"], sans=sans))
+    problem = bad_csr(make_csr(private_keys["p256"], sans=sans))
+    assert "DNS names and IP addresses" in problem.detail
 
 
 def test_refuses_two_common_names(private_keys: dict[str, SigningKey]) -> None:
@@ -267,7 +316,7 @@ def test_refuses_two_common_names(private_keys: dict[str, SigningKey]) -> None:
 
 # --- RegistrationAuthority._check_csr_names: the CSR must ask for the order's names ---
 
-ORDER = {"example.com", "www.example.com"}
+ORDER = {("dns", "example.com"), ("dns", "www.example.com")}
 
 
 @pytest.mark.parametrize(
@@ -285,7 +334,7 @@ def test_accepts_a_csr_with_exactly_the_order_names(
     _, names = parse_csr(
         make_csr(private_keys["p256"], common_names=common_names, sans=dns_sans(*sans))
     )
-    RegistrationAuthority._check_csr_names(names.dns_names, names.common_name, set(ORDER))
+    RegistrationAuthority._check_csr_names(names.identifiers, names.common_name, set(ORDER))
 
 
 @pytest.mark.parametrize(
@@ -325,6 +374,113 @@ def test_refuses_a_csr_whose_names_differ_from_the_order(
     )
     _, names = parse_csr(der)
     with pytest.raises(AcmeProblem) as excinfo:
-        RegistrationAuthority._check_csr_names(names.dns_names, names.common_name, set(ORDER))
+        RegistrationAuthority._check_csr_names(names.identifiers, names.common_name, set(ORDER))
     assert excinfo.value.type is ProblemType.BAD_CSR
     assert in_detail in excinfo.value.detail
+
+
+# An order for one DNS name and two IP addresses (RFC 8738).
+MIXED_ORDER = {("dns", "x.test"), ("ip", "192.0.2.1"), ("ip", "2001:db8::1")}
+
+
+@pytest.mark.parametrize(
+    ("common_names", "sans"),
+    [
+        pytest.param(
+            ["x.test"],
+            [x509.DNSName("x.test"), ip_san("192.0.2.1"), ip_san("2001:db8::1")],
+            id="cn-is-the-dns-name",
+        ),
+        pytest.param(
+            [],
+            [ip_san("2001:db8::1"), ip_san("192.0.2.1"), x509.DNSName("X.test")],
+            id="sans-only-any-order",
+        ),
+        pytest.param(
+            ["192.0.2.1"],
+            [x509.DNSName("x.test"), ip_san("192.0.2.1"), ip_san("2001:db8::1")],
+            id="cn-is-the-ipv4-address",
+        ),
+        pytest.param(
+            [],
+            [x509.DNSName("x.test"), ip_san("192.0.2.1"), ip_san("2001:DB8:0:0:0:0:0:1")],
+            id="ipv6-written-differently",
+        ),
+    ],
+)
+def test_accepts_a_csr_with_exactly_the_order_dns_names_and_addresses(
+    private_keys: dict[str, SigningKey], common_names: list[str], sans: list[x509.GeneralName]
+) -> None:
+    _, names = parse_csr(make_csr(private_keys["p256"], common_names=common_names, sans=sans))
+    RegistrationAuthority._check_csr_names(names.identifiers, names.common_name, set(MIXED_ORDER))
+
+
+@pytest.mark.parametrize(
+    ("common_names", "sans", "in_detail"),
+    [
+        pytest.param([], [x509.DNSName("x.test")], "192.0.2.1", id="dns-name-only"),
+        pytest.param(
+            [],
+            [x509.DNSName("x.test"), ip_san("192.0.2.1")],
+            "2001:db8::1",
+            id="one-address-missing",
+        ),
+        pytest.param(
+            [],
+            [ip_san("192.0.2.1"), ip_san("2001:db8::1")],
+            "x.test",
+            id="addresses-only",
+        ),
+        pytest.param(
+            [],
+            [x509.DNSName("x.test"), x509.DNSName("192.0.2.1"), ip_san("2001:db8::1")],
+            "192.0.2.1",
+            id="ipv4-written-as-a-dns-name",
+        ),
+        pytest.param(
+            [],
+            [x509.DNSName("x.test"), ip_san("192.0.2.1"), x509.DNSName("2001:db8::1")],
+            "2001:db8::1",
+            id="ipv6-written-as-a-dns-name",
+        ),
+        pytest.param(
+            [],
+            [x509.DNSName("x.test"), ip_san("192.0.2.2"), ip_san("2001:db8::1")],
+            "192.0.2.2",
+            id="another-address",
+        ),
+        pytest.param(
+            [],
+            [x509.DNSName("x.test"), ip_san("192.0.2.1"), ip_san("2001:db8::1"), ip_san("::1")],
+            "::1",
+            id="extra-address",
+        ),
+        pytest.param(
+            ["192.0.2.9"],
+            [x509.DNSName("x.test"), ip_san("192.0.2.1"), ip_san("2001:db8::1")],
+            "common name",
+            id="cn-an-address-not-among-sans",
+        ),
+    ],
+)
+def test_refuses_a_csr_whose_dns_names_or_addresses_differ_from_the_order(
+    private_keys: dict[str, SigningKey],
+    common_names: list[str],
+    sans: list[x509.GeneralName],
+    in_detail: str,
+) -> None:
+    _, names = parse_csr(make_csr(private_keys["p256"], common_names=common_names, sans=sans))
+    with pytest.raises(AcmeProblem) as excinfo:
+        RegistrationAuthority._check_csr_names(
+            names.identifiers, names.common_name, set(MIXED_ORDER)
+        )
+    assert excinfo.value.type is ProblemType.BAD_CSR
+    assert in_detail in excinfo.value.detail
+
+
+def test_parse_csr_refuses_a_network_as_ip_san(private_keys: dict[str, SigningKey]) -> None:
+    sans = [x509.DNSName("x.test"), x509.IPAddress(ipaddress.ip_network("192.0.2.0/24"))]
+    with pytest.raises(AcmeProblem) as excinfo:
+        parse_csr(make_csr(private_keys["p256"], common_names=[], sans=sans))
+    assert excinfo.value.type is ProblemType.BAD_CSR
+    assert "192.0.2.0/24" in excinfo.value.detail

@@ -1,4 +1,7 @@
-"""DNS identifiers: normalisation (RFC 8555 §7.1.4, RFC 5890/5891) and the CA's policy."""
+"""Identifiers and the CA's policy over them.
+
+DNS names: RFC 8555 §7.1.4, RFC 5890/5891. IP addresses: RFC 8738, text form per RFC 5952.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,15 @@ import pytest
 
 from certsmith.acme.identifiers import Identifier, normalise_dns_name, parse_identifier
 from certsmith.acme.problems import AcmeProblem, ProblemType
-from certsmith.server.policy import IdentifierPolicy
+from certsmith.server.policy import IdentifierPolicy, normalise_suffix
 
 
 def dns(value: str) -> dict[str, str]:
     return {"type": "dns", "value": value}
+
+
+def ip(value: str) -> dict[str, str]:
+    return {"type": "ip", "value": value}
 
 
 def label(length: int, char: str = "a") -> str:
@@ -119,22 +126,19 @@ def test_refuses_with_rejected_identifier(value: str) -> None:
     assert problem.identifier == dns(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "identifiers.py:14 anchors _LABEL with '$', which also matches before a trailing "
-        "newline, so a label may end in '\\n'"
-    ),
-)
 @pytest.mark.parametrize(
     "value",
     [
         pytest.param("example.com\n", id="newline-at-the-end"),
         pytest.param("www\n.example.com", id="newline-ending-a-label"),
+        pytest.param("*.example.com\n", id="newline-after-a-wildcard-name"),
     ],
 )
 def test_refuses_a_newline(value: str) -> None:
-    assert refused(value).type is ProblemType.REJECTED_IDENTIFIER
+    # A '$' anchor would match before the final newline; labels must match whole.
+    problem = refused(value)
+    assert problem.type is ProblemType.REJECTED_IDENTIFIER
+    assert problem.identifier == dns(value)
 
 
 # --- parse_identifier ---
@@ -176,10 +180,10 @@ def test_parse_identifier_refuses_a_malformed_identifier(raw: Any) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        pytest.param({"type": "ip", "value": "127.0.0.1"}, id="ip"),
-        pytest.param({"type": "ip", "value": "::1"}, id="ipv6"),
         pytest.param({"type": "email", "value": "a@example.com"}, id="email"),
         pytest.param({"type": "DNS", "value": "example.com"}, id="uppercase-dns"),
+        pytest.param({"type": "IP", "value": "192.0.2.1"}, id="uppercase-ip"),
+        pytest.param({"type": "ipv6", "value": "2001:db8::1"}, id="ipv6-is-not-a-type"),
         pytest.param({"type": "", "value": "example.com"}, id="empty-type"),
     ],
 )
@@ -188,6 +192,73 @@ def test_parse_identifier_refuses_other_types_as_unsupported(raw: dict[str, str]
         parse_identifier(raw)
     assert excinfo.value.type is ProblemType.UNSUPPORTED_IDENTIFIER
     assert excinfo.value.identifier == raw
+
+
+# --- parse_identifier: IP addresses (RFC 8738 §3, IPv6 text per RFC 5952 §4) ---
+
+UNSPECIFIED_IPV4 = "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("192.0.2.1", "192.0.2.1", id="ipv4"),
+        pytest.param("2001:db8::1", "2001:db8::1", id="ipv6-already-canonical"),
+        pytest.param("2001:DB8::1", "2001:db8::1", id="ipv6-uppercase-hex"),
+        pytest.param(
+            "2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1", id="ipv6-written-in-full"
+        ),
+        pytest.param("2001:db8:0:0:0:1:0:0", "2001:db8::1:0:0", id="ipv6-longest-zero-run"),
+        pytest.param(
+            "2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1", id="ipv6-first-of-equal-zero-runs"
+        ),
+        pytest.param(
+            "2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1", id="ipv6-lone-zero-field-kept"
+        ),
+        pytest.param("0:0:0:0:0:0:0:1", "::1", id="ipv6-loopback-written-in-full"),
+        pytest.param(
+            UNSPECIFIED_IPV4, UNSPECIFIED_IPV4, id="ipv4-unspecified-parses-policy-refuses"
+        ),
+    ],
+)
+def test_parse_identifier_canonicalises_an_ip_address(value: str, expected: str) -> None:
+    ident = parse_identifier(ip(value))
+    assert ident == Identifier("ip", expected)
+    assert ident.to_dict() == ip(expected)
+    assert ident.is_ip
+    assert not ident.is_wildcard
+    assert ident.base == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("fe80::1%eth0", id="ipv6-zone-id"),
+        pytest.param("fe80::1%25eth0", id="ipv6-zone-id-uri-escaped"),
+        pytest.param("192.0.2.0/24", id="ipv4-cidr"),
+        pytest.param("192.0.2.1/32", id="ipv4-host-prefix"),
+        pytest.param("2001:db8::/32", id="ipv6-cidr"),
+        pytest.param("[2001:db8::1]", id="bracketed-ipv6"),
+        pytest.param("example.com", id="dns-name"),
+        pytest.param("", id="empty"),
+        pytest.param("192.0.2", id="three-octets"),
+        pytest.param("192.0.2.1.5", id="five-octets"),
+        pytest.param("192.0.2.256", id="octet-over-255"),
+        pytest.param("010.0.0.1", id="leading-zero-octet"),
+        pytest.param("0x7f.0.0.1", id="hex-octet"),
+        pytest.param("3221225985", id="ipv4-as-one-integer"),
+        pytest.param(" 192.0.2.1", id="leading-space"),
+        pytest.param("192.0.2.1\n", id="trailing-newline"),
+        pytest.param("2001:db8::1::2", id="two-double-colons"),
+        pytest.param("2001:db8::g", id="non-hex-digit"),
+        pytest.param("2001:db8:0:0:0:0:0:0:1", id="nine-groups"),
+    ],
+)
+def test_parse_identifier_refuses_a_malformed_ip_address(value: str) -> None:
+    with pytest.raises(AcmeProblem) as excinfo:
+        parse_identifier(ip(value))
+    assert excinfo.value.type is ProblemType.MALFORMED
+    assert excinfo.value.identifier == ip(value)
 
 
 # --- IdentifierPolicy ---
@@ -239,6 +310,8 @@ def test_policy_accepts(policy: IdentifierPolicy, raw: list[Any], expected: list
         pytest.param("a.b.c.Example.ORG", "example.org", id="deep-subdomain-mixed-case"),
         pytest.param("blocked.test", "blocked.test", id="suffix-given-mixed-case-and-dotted"),
         pytest.param("x.blocked.test", "blocked.test", id="subdomain-of-normalised-suffix"),
+        pytest.param("*.example.org", "example.org", id="wildcard-over-the-suffix"),
+        pytest.param("*.www.Example.org", "example.org", id="wildcard-under-the-suffix"),
     ],
 )
 def test_policy_refuses_blocked_names(policy: IdentifierPolicy, value: str, suffix: str) -> None:
@@ -250,33 +323,242 @@ def test_policy_refuses_blocked_names(policy: IdentifierPolicy, value: str, suff
     assert suffix in problem.detail
 
 
+# --- IdentifierPolicy: wildcards (authorized through dns-01 only) ---
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("*.example.test", "*.example.test", id="wildcard"),
+        pytest.param("*.Example.COM", "*.example.com", id="wildcard-mixed-case"),
+        pytest.param("*.app.test", "*.app.test", id="wildcard-private-tld"),
+        pytest.param("*.Bücher.example", "*.xn--bcher-kva.example", id="wildcard-idna"),
+        pytest.param("*.notexample.org", "*.notexample.org", id="wildcard-beside-a-blocked-name"),
+    ],
+)
+def test_policy_accepts_a_wildcard(policy: IdentifierPolicy, value: str, expected: str) -> None:
+    accepted = policy.check_order([dns(value)])
+    assert accepted == [Identifier("dns", expected)]
+    assert accepted[0].is_wildcard
+    assert accepted[0].base == expected.removeprefix("*.")
+
+
+def test_policy_keeps_a_wildcard_and_its_base_as_two_identifiers(
+    policy: IdentifierPolicy,
+) -> None:
+    assert policy.check_order([dns("example.test"), dns("*.Example.test")]) == [
+        Identifier("dns", "*.example.test"),
+        Identifier("dns", "example.test"),
+    ]
+
+
 @pytest.mark.parametrize(
     "value",
     [
-        pytest.param("*.example.com", id="wildcard"),
-        pytest.param("*.Example.COM", id="wildcard-mixed-case"),
-        pytest.param("*.app.test", id="wildcard-private-tld"),
+        pytest.param("*.*.example.test", id="two-wildcard-labels"),
+        pytest.param("a.*.example.test", id="wildcard-not-first"),
+        pytest.param("*.test", id="wildcard-over-a-tld"),
+        pytest.param("*.com", id="wildcard-over-com"),
+        pytest.param("*", id="wildcard-alone"),
+        pytest.param("*example.test", id="star-without-a-dot"),
+        pytest.param("**.example.test", id="double-star"),
+        pytest.param("w*.example.test", id="partial-label-wildcard"),
     ],
 )
-def test_policy_refuses_wildcards_for_now(policy: IdentifierPolicy, value: str) -> None:
+def test_policy_refuses_a_malformed_wildcard(policy: IdentifierPolicy, value: str) -> None:
     with pytest.raises(AcmeProblem) as excinfo:
         policy.check_order([dns(value)])
     assert excinfo.value.type is ProblemType.REJECTED_IDENTIFIER
-    assert excinfo.value.identifier == dns(value.lower())
+    assert excinfo.value.identifier == dns(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "policy.py:13 only lowercases blocked suffixes; a Unicode suffix is never converted "
-        "to the A-label form identifiers are compared in, so it blocks nothing"
+# --- IdentifierPolicy: IP addresses ---
+
+
+@pytest.fixture
+def lab_policy() -> IdentifierPolicy:
+    return IdentifierPolicy(BLOCKED, max_identifiers=5, allow_private_ips=True)
+
+
+PUBLIC_ADDRESSES = [
+    pytest.param("8.8.8.8", "8.8.8.8", id="public-ipv4"),
+    pytest.param("1.1.1.1", "1.1.1.1", id="public-ipv4-2"),
+    pytest.param("2606:4700:4700::1111", "2606:4700:4700::1111", id="public-ipv6"),
+    pytest.param(
+        "2001:4860:4860:0:0:0:0:8888", "2001:4860:4860::8888", id="public-ipv6-canonicalised"
     ),
+    pytest.param("2606:4700:4700::ABCD", "2606:4700:4700::abcd", id="public-ipv6-lowercased"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), PUBLIC_ADDRESSES)
+def test_policy_accepts_a_public_address(
+    policy: IdentifierPolicy, value: str, expected: str
+) -> None:
+    assert policy.check_order([ip(value)]) == [Identifier("ip", expected)]
+
+
+@pytest.mark.parametrize(("value", "expected"), PUBLIC_ADDRESSES)
+def test_allow_private_ips_still_accepts_a_public_address(
+    lab_policy: IdentifierPolicy, value: str, expected: str
+) -> None:
+    assert lab_policy.check_order([ip(value)]) == [Identifier("ip", expected)]
+
+
+def test_policy_accepts_dns_and_ip_identifiers_in_one_order(policy: IdentifierPolicy) -> None:
+    raw = [
+        ip("2606:4700:4700:0:0:0:0:1111"),
+        dns("Example.com"),
+        ip("8.8.8.8"),
+        ip("2606:4700:4700::1111"),
+    ]
+    assert policy.check_order(raw) == [
+        Identifier("dns", "example.com"),
+        Identifier("ip", "2606:4700:4700::1111"),
+        Identifier("ip", "8.8.8.8"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("10.1.2.3", id="private-10/8"),
+        pytest.param("172.16.0.1", id="private-172.16/12"),
+        pytest.param("192.168.1.1", id="private-192.168/16"),
+        pytest.param("127.0.0.1", id="loopback-ipv4"),
+        pytest.param("127.0.0.2", id="loopback-ipv4-beyond-dot-1"),
+        pytest.param("169.254.1.1", id="link-local-ipv4"),
+        pytest.param("100.64.0.1", id="shared-address-space"),
+        pytest.param("192.0.2.1", id="documentation-ipv4"),
+        pytest.param("198.18.0.1", id="benchmarking-ipv4"),
+        pytest.param("::1", id="loopback-ipv6"),
+        pytest.param("fd00::1", id="unique-local-ipv6"),
+        pytest.param("fe80::1", id="link-local-ipv6"),
+        pytest.param("2001:db8::1", id="documentation-ipv6"),
+    ],
 )
+def test_policy_refuses_a_non_public_address(policy: IdentifierPolicy, value: str) -> None:
+    with pytest.raises(AcmeProblem) as excinfo:
+        policy.check_order([ip(value)])
+    problem = excinfo.value
+    assert problem.type is ProblemType.REJECTED_IDENTIFIER
+    assert problem.identifier == ip(value)
+    assert "--allow-private-ips" in problem.detail
+
+
+def test_policy_names_a_refused_address_in_canonical_form(policy: IdentifierPolicy) -> None:
+    with pytest.raises(AcmeProblem) as excinfo:
+        policy.check_order([ip("FD00:0:0:0:0:0:0:1")])
+    assert excinfo.value.type is ProblemType.REJECTED_IDENTIFIER
+    assert excinfo.value.identifier == ip("fd00::1")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("127.0.0.2", "127.0.0.2", id="loopback-ipv4"),
+        pytest.param("::1", "::1", id="loopback-ipv6"),
+        pytest.param("0:0:0:0:0:0:0:1", "::1", id="loopback-ipv6-canonicalised"),
+        pytest.param("10.1.2.3", "10.1.2.3", id="private-ipv4"),
+        pytest.param("192.168.1.1", "192.168.1.1", id="private-ipv4-192.168"),
+        pytest.param("fd00::1", "fd00::1", id="unique-local-ipv6"),
+        pytest.param("169.254.1.1", "169.254.1.1", id="link-local-ipv4"),
+        pytest.param("fe80::1", "fe80::1", id="link-local-ipv6"),
+    ],
+)
+def test_allow_private_ips_accepts_a_non_public_address(
+    lab_policy: IdentifierPolicy, value: str, expected: str
+) -> None:
+    assert lab_policy.check_order([ip(value)]) == [Identifier("ip", expected)]
+
+
+@pytest.mark.parametrize(
+    "allow_private_ips",
+    [pytest.param(False, id="default"), pytest.param(True, id="allow-private-ips")],
+)
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("224.0.0.1", id="multicast-ipv4-local"),
+        pytest.param("239.255.255.250", id="multicast-ipv4-admin-scoped"),
+        pytest.param("ff02::1", id="multicast-ipv6-link-local"),
+        pytest.param("ff0e::1", id="multicast-ipv6-global"),
+        pytest.param(UNSPECIFIED_IPV4, id="unspecified-ipv4"),
+        pytest.param("::", id="unspecified-ipv6"),
+    ],
+)
+def test_policy_always_refuses_multicast_and_unspecified(
+    value: str, allow_private_ips: bool
+) -> None:
+    policy = IdentifierPolicy(BLOCKED, max_identifiers=5, allow_private_ips=allow_private_ips)
+    with pytest.raises(AcmeProblem) as excinfo:
+        policy.check_order([ip(value)])
+    problem = excinfo.value
+    assert problem.type is ProblemType.REJECTED_IDENTIFIER
+    assert problem.identifier == ip(value)
+    assert "multicast and unspecified" in problem.detail
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("192.0.2.0/24", id="cidr"),
+        pytest.param("fe80::1%eth0", id="zone-id"),
+    ],
+)
+def test_policy_refuses_a_malformed_address_naming_it(
+    lab_policy: IdentifierPolicy, value: str
+) -> None:
+    with pytest.raises(AcmeProblem) as excinfo:
+        lab_policy.check_order([dns("example.com"), ip(value)])
+    assert excinfo.value.type is ProblemType.MALFORMED
+    assert excinfo.value.identifier == ip(value)
+    assert excinfo.value.subproblems == []
+
+
+# --- IdentifierPolicy: blocked suffixes ---
+
+
+@pytest.mark.parametrize(
+    ("suffix", "expected"),
+    [
+        pytest.param("example.org", "example.org", id="already-normal"),
+        pytest.param(".Blocked.TEST.", "blocked.test", id="dots-and-case"),
+        pytest.param("internal", "internal", id="single-label"),
+        pytest.param("Bücher.example", "xn--bcher-kva.example", id="u-label-to-a-label"),
+        pytest.param("XN--BCHER-KVA.example", "xn--bcher-kva.example", id="uppercase-a-label"),
+    ],
+)
+def test_normalise_suffix(suffix: str, expected: str) -> None:
+    assert normalise_suffix(suffix) == expected
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        pytest.param("", id="empty"),
+        pytest.param(".", id="dot"),
+        pytest.param("a..example", id="empty-label"),
+        pytest.param("bad_name.example", id="underscore"),
+        pytest.param("-x.example", id="leading-hyphen"),
+        pytest.param("xn--zz.example", id="invalid-a-label"),
+        pytest.param("💩.example", id="emoji-u-label"),
+        pytest.param("ex ample.test", id="space"),
+        pytest.param("example.org\n", id="trailing-newline"),
+    ],
+)
+def test_policy_refuses_a_malformed_suffix_at_construction(suffix: str) -> None:
+    with pytest.raises(ValueError, match="blocked suffix"):
+        IdentifierPolicy(("example.org", suffix), max_identifiers=5)
+
+
 @pytest.mark.parametrize(
     "value",
     [
         pytest.param("bücher.example", id="u-label"),
+        pytest.param("xn--bcher-kva.example", id="a-label"),
         pytest.param("shop.xn--bcher-kva.example", id="a-label-subdomain"),
+        pytest.param("*.Bücher.example", id="wildcard-u-label"),
     ],
 )
 def test_policy_blocks_a_unicode_suffix(value: str) -> None:
@@ -284,16 +566,17 @@ def test_policy_blocks_a_unicode_suffix(value: str) -> None:
     with pytest.raises(AcmeProblem) as excinfo:
         policy.check_order([dns(value)])
     assert excinfo.value.type is ProblemType.REJECTED_IDENTIFIER
+    assert "xn--bcher-kva.example" in excinfo.value.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="identifiers.py:14: a trailing newline survives normalisation and dodges the block",
-)
 def test_policy_blocks_a_blocked_name_with_a_trailing_newline(policy: IdentifierPolicy) -> None:
     with pytest.raises(AcmeProblem) as excinfo:
         policy.check_order([dns("www.example.org\n")])
     assert excinfo.value.type is ProblemType.REJECTED_IDENTIFIER
+    assert excinfo.value.identifier == dns("www.example.org\n")
+
+
+# --- IdentifierPolicy: the order as a whole ---
 
 
 @pytest.mark.parametrize(
@@ -321,38 +604,86 @@ def test_policy_refuses_more_identifiers_than_allowed(policy: IdentifierPolicy) 
     assert excinfo.value.type is ProblemType.REJECTED_IDENTIFIER
 
 
-def test_policy_refuses_a_non_dns_identifier_as_unsupported(policy: IdentifierPolicy) -> None:
-    ip = {"type": "ip", "value": "127.0.0.1"}
+def test_policy_refuses_a_type_other_than_dns_or_ip_as_unsupported(
+    policy: IdentifierPolicy,
+) -> None:
+    email = {"type": "email", "value": "a@example.com"}
     with pytest.raises(AcmeProblem) as excinfo:
-        policy.check_order([dns("example.com"), ip])
+        policy.check_order([dns("example.com"), ip("8.8.8.8"), email])
     assert excinfo.value.type is ProblemType.UNSUPPORTED_IDENTIFIER
-    assert excinfo.value.identifier == ip
+    assert excinfo.value.identifier == email
     assert excinfo.value.subproblems == []
 
 
-def test_policy_reports_every_bad_name_as_a_subproblem(policy: IdentifierPolicy) -> None:
-    bad = ["a_b.example", "www.example.org", "*.example.com", "example.com."]
-    raw = [dns("good.example.com"), *(dns(v) for v in bad)]
+def test_policy_reports_every_bad_identifier_as_a_subproblem() -> None:
+    bad = [
+        dns("a_b.example"),
+        dns("www.example.org"),
+        dns("*.*.example.com"),
+        dns("example.com."),
+        ip("10.0.0.1"),
+    ]
+    raw = [dns("good.example.com"), dns("*.good.example.com"), ip("8.8.8.8")]
     with pytest.raises(AcmeProblem) as excinfo:
-        policy.check_order(raw)
+        IdentifierPolicy(BLOCKED, max_identifiers=8).check_order([*raw, *bad])
     problem = excinfo.value
     assert problem.type is ProblemType.REJECTED_IDENTIFIER
     assert problem.identifier is None
-    assert [sub.identifier for sub in problem.subproblems] == [dns(v) for v in bad]
+    assert [sub.identifier for sub in problem.subproblems] == bad
     assert all(sub.type is ProblemType.REJECTED_IDENTIFIER for sub in problem.subproblems)
     document = problem.to_dict()
-    assert [sub["identifier"] for sub in document["subproblems"]] == [dns(v) for v in bad]
+    assert [sub["identifier"] for sub in document["subproblems"]] == bad
     assert all(sub["type"].endswith(":rejectedIdentifier") for sub in document["subproblems"])
 
 
 def test_policy_reports_mixed_failures_as_compound(policy: IdentifierPolicy) -> None:
-    ip = {"type": "ip", "value": "127.0.0.1"}
-    raw = [dns("-bad.example"), ip]
+    email = {"type": "email", "value": "a@example.com"}
+    raw = [dns("-bad.example"), dns("good.example.com"), email, ip("192.0.2.0/24")]
     with pytest.raises(AcmeProblem) as excinfo:
         policy.check_order(raw)
     problem = excinfo.value
     assert problem.type is ProblemType.COMPOUND
+    assert problem.identifier is None
     assert [(s.type, s.identifier) for s in problem.subproblems] == [
         (ProblemType.REJECTED_IDENTIFIER, dns("-bad.example")),
-        (ProblemType.UNSUPPORTED_IDENTIFIER, ip),
+        (ProblemType.UNSUPPORTED_IDENTIFIER, email),
+        (ProblemType.MALFORMED, ip("192.0.2.0/24")),
     ]
+    document = problem.to_dict()
+    assert document["type"].endswith(":compound")
+    assert [sub["type"].rsplit(":", 1)[1] for sub in document["subproblems"]] == [
+        "rejectedIdentifier",
+        "unsupportedIdentifier",
+        "malformed",
+    ]
+
+
+@pytest.mark.parametrize(
+    "allow_private_ips",
+    [pytest.param(False, id="default"), pytest.param(True, id="allow-private-ips")],
+)
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("240.0.0.1", id="reserved-ipv4"),
+        pytest.param("255.255.255.255", id="limited-broadcast"),
+    ],
+)
+def test_policy_always_refuses_reserved_ipv4(value: str, allow_private_ips: bool) -> None:
+    policy = IdentifierPolicy(BLOCKED, max_identifiers=5, allow_private_ips=allow_private_ips)
+    with pytest.raises(AcmeProblem) as excinfo:
+        policy.check_order([ip(value)])
+    assert excinfo.value.type is ProblemType.REJECTED_IDENTIFIER
+    assert excinfo.value.identifier == ip(value)
+    assert "reserved IPv4" in excinfo.value.detail
+
+
+@pytest.mark.parametrize(
+    "value",
+    [pytest.param("::ffff:8.8.8.8", id="public"), pytest.param("::ffff:10.0.0.1", id="private")],
+)
+def test_policy_refuses_ipv4_mapped_ipv6(lab_policy: IdentifierPolicy, value: str) -> None:
+    with pytest.raises(AcmeProblem) as excinfo:
+        lab_policy.check_order([ip(value)])
+    assert excinfo.value.type is ProblemType.REJECTED_IDENTIFIER
+    assert "IPv4 identifier" in excinfo.value.detail

@@ -7,6 +7,7 @@ the table in states.py is checked against the RFC rather than against itself.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
@@ -69,12 +70,6 @@ RFC_EDGES: dict[Kind, frozenset[tuple[str, str]]] = {
     ),
 }
 
-# Edges the figure draws that states.py does not allow yet; each is a known bug (see the
-# xfail reason), listed once here so the other tests stay exact.
-KNOWN_MISSING: frozenset[tuple[Kind, str, str]] = frozenset(
-    {(Kind.AUTHORIZATION, "pending", "revoked")}
-)
-
 # Every status any ACME object can have, so foreign statuses are tried on each kind too.
 ALL_STATUSES = sorted(set().union(*RFC_STATUSES.values()))
 
@@ -83,28 +78,15 @@ def _edge_id(kind: Kind, old: str, new: str) -> str:
     return f"{kind.value}:{old}->{new}"
 
 
-def _rfc_edge_params() -> list[object]:
-    params = []
-    for kind, edges in RFC_EDGES.items():
-        for old, new in sorted(edges):
-            marks = []
-            if (kind, old, new) in KNOWN_MISSING:
-                marks.append(
-                    pytest.mark.xfail(
-                        strict=True,
-                        raises=InvalidTransition,
-                        reason=(
-                            "states.py:25: the §7.1.6 authorization figure joins pending to "
-                            "the revoked/deactivated/expired bar, but the table gives pending "
-                            "only deactivated and expired"
-                        ),
-                    )
-                )
-            params.append(pytest.param(kind, old, new, marks=marks, id=_edge_id(kind, old, new)))
-    return params
+def _rfc_edge_params() -> list[Any]:
+    return [
+        pytest.param(kind, old, new, id=_edge_id(kind, old, new))
+        for kind, edges in RFC_EDGES.items()
+        for old, new in sorted(edges)
+    ]
 
 
-def _table_edge_params() -> list[object]:
+def _table_edge_params() -> list[Any]:
     return [
         pytest.param(kind, old, new, id=_edge_id(kind, old, new))
         for kind, table in TRANSITIONS.items()
@@ -113,7 +95,7 @@ def _table_edge_params() -> list[object]:
     ]
 
 
-def _forbidden_params() -> list[object]:
+def _forbidden_params() -> list[Any]:
     """Every (old, new) pair over all statuses, per kind, that no §7.1.6 arrow draws."""
     return [
         pytest.param(kind, old, new, id=_edge_id(kind, old, new))
@@ -167,8 +149,7 @@ def test_the_table_names_exactly_the_rfc_statuses(kind: Kind) -> None:
 @pytest.mark.parametrize("kind", [pytest.param(k, id=k.value) for k in Kind])
 def test_the_table_matches_the_rfc_figure(kind: Kind) -> None:
     table = {(old, new) for old, targets in TRANSITIONS[kind].items() for new in targets}
-    missing = {(k, old, new) for k, old, new in KNOWN_MISSING if k is kind}
-    assert table == {e for e in RFC_EDGES[kind] if (kind, *e) not in missing}
+    assert table == RFC_EDGES[kind]
 
 
 @pytest.mark.parametrize("kind", [pytest.param(k, id=k.value) for k in Kind])

@@ -123,8 +123,22 @@ def _csr_names(csr: x509.CertificateSigningRequest) -> CsrNames:
     identifiers: set[tuple[str, str]] = set()
     if san is not None:
         identifiers |= {("dns", n.lower()) for n in san.get_values_for_type(x509.DNSName)}
-        identifiers |= {("ip", str(a)) for a in san.get_values_for_type(x509.IPAddress)}
+        addresses = san.get_values_for_type(x509.IPAddress)
+        for address in addresses:
+            if not isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address):
+                raise AcmeProblem(
+                    ProblemType.BAD_CSR, f"CSR IP SAN {address} is a network, not an address"
+                )
+        identifiers |= {("ip", str(a)) for a in addresses}
     if len(cns) > 1:
         raise AcmeProblem(ProblemType.BAD_CSR, "CSR has more than one common name")
-    common_name = str(cns[0].value).lower() if cns else None
+    common_name = _canonical_cn(str(cns[0].value)) if cns else None
     return CsrNames(common_name, frozenset(identifiers))
+
+
+def _canonical_cn(value: str) -> str:
+    """A CN compared with SANs: lowercase, and an IP address in its canonical text."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value.lower()

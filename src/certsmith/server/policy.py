@@ -71,6 +71,14 @@ class IdentifierPolicy:
         address = ipaddress.ip_address(value)
         if address.is_multicast or address.is_unspecified:
             raise _rejected_ip(value, "multicast and unspecified addresses are never allowed")
+        if isinstance(address, ipaddress.IPv4Address) and address.is_reserved:
+            raise _rejected_ip(
+                value, "reserved IPv4 addresses (240.0.0.0/4, 255.255.255.255) are never allowed"
+            )
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            raise _rejected_ip(
+                value, f"use the IPv4 identifier {address.ipv4_mapped} for a mapped address"
+            )
         if self._allow_private_ips:
             return
         # RFC 8738 §5 leaves this to policy; a public CA must not vouch for addresses
@@ -81,8 +89,12 @@ class IdentifierPolicy:
 
 def normalise_suffix(suffix: str) -> str:
     """A blocked suffix in A-label form; single labels such as "internal" are allowed."""
+    bare = suffix.strip(".")
+    if "*" in bare:
+        raise ValueError(f"blocked suffix {suffix!r} must not contain '*'")
     try:
-        return normalise_dns_name(suffix.strip(".") + ".suffix-check").removesuffix(".suffix-check")
+        # A throwaway first label lets one-label suffixes pass the two-label rule.
+        return normalise_dns_name("a." + bare)[2:]
     except AcmeProblem as err:
         raise ValueError(f"blocked suffix {suffix!r} is not a DNS name: {err.detail}") from err
 

@@ -574,8 +574,8 @@ class RegistrationAuthority:
         if cn is not None and cn not in {value for _, value in sans}:
             raise AcmeProblem(ProblemType.BAD_CSR, "CSR common name must also be a SAN")
         if sans != wanted:
-            missing = sorted(v for _, v in wanted - sans)
-            extra = sorted(v for _, v in sans - wanted)
+            missing = sorted(f"{t}:{v}" for t, v in wanted - sans)
+            extra = sorted(f"{t}:{v}" for t, v in sans - wanted)
             raise AcmeProblem(
                 ProblemType.BAD_CSR,
                 f"CSR names must equal the order's; missing {missing}, not in order {extra}",
