@@ -65,6 +65,8 @@ def normalise_dns_name(value: str) -> str:
             idna.decode(ascii_name)
     except (idna.IDNAError, UnicodeError) as err:
         raise rejected(value, f"DNS name {value!r} is not a valid IDN: {err}") from err
+    if _looks_like_ip(rest):
+        raise rejected(value, f"{value!r} is an IP address; use an 'ip' identifier")
     if len(ascii_name) > _MAX_NAME:
         raise rejected(value, f"DNS name is longer than {_MAX_NAME} characters")
     labels = ascii_name.split(".")
@@ -75,8 +77,6 @@ def normalise_dns_name(value: str) -> str:
         raise rejected(value, f"DNS name {value!r} has a single label; a domain is needed")
     if labels[-1].isdigit():
         raise rejected(value, f"DNS name {value!r} has an all-numeric top-level label")
-    if _looks_like_ip(ascii_name):
-        raise rejected(value, f"{value!r} is an IP address; use an 'ip' identifier")
     return ("*." if wildcard else "") + ascii_name
 
 

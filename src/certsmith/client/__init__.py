@@ -1,0 +1,1 @@
+"""The certsmith ACME client: an async library and the CLI built on it."""
