@@ -97,7 +97,7 @@ def test_key_rollover_to_a_taken_key_is_a_conflict(ca_server: CaServer, acme: Ac
     other.register()
     before = snapshot(ca_server.data_dir)
     response = _key_change(acme, other.key)
-    assert_problem(response, "conflict", 409)
+    assert_problem(response, "malformed", 409)
     assert response.headers["Location"] == other.kid
     assert snapshot(ca_server.data_dir) == before
     other.close()

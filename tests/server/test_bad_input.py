@@ -304,3 +304,73 @@ def test_deactivated_account_is_refused(ca_server: CaServer, acme: Acme) -> None
     assert_problem(acme.new_order("after.test"), "unauthorized", 403)
     assert_problem(acme.register(), "unauthorized", 403)
     assert snapshot(ca_server.data_dir) == before
+
+
+# --- regressions from the adversarial review ---
+
+
+@pytest.mark.parametrize(
+    "contact_json",
+    [
+        pytest.param(r'"mailto:\ud800@example.com"', id="lone-surrogate"),
+        pytest.param(r'"mailto:a\u0000b@example.com"', id="nul"),
+        pytest.param(r'"mailto:jos\u00e9@example.com"', id="non-ascii"),
+        pytest.param(r'"mailto:\"a\\\"@example.com"', id="quoted"),
+    ],
+)
+def test_bad_contact_bytes_change_nothing(
+    ca_server: CaServer, unchanged: None, contact_json: str
+) -> None:
+    client = Acme(ca_server.directory, ca_server.root)
+    raw = ('{"termsOfServiceAgreed": true, "contact": [' + contact_json + "]}").encode()
+    response = client.post(client.directory["newAccount"], raw, use_jwk=True)
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] in (ERR + "malformed", ERR + "invalidContact")
+    client.close()
+
+
+def test_deeply_nested_json(acme: Acme, unchanged: None) -> None:
+    body = b"[" * 30000 + b"]" * 30000
+    response = acme.http.post(
+        acme.directory["newOrder"], content=body, headers={"Content-Type": "application/jose+json"}
+    )
+    assert_problem(response, "malformed", 400)
+    nested = acme.post(acme.directory["newOrder"], b'{"a":' * 5000 + b"1" + b"}" * 5000)
+    assert_problem(nested, "malformed", 400)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b'{"identifiers": NaN}', id="nan"),
+        pytest.param('{"identifiers": []}'.encode("utf-16"), id="utf-16"),
+    ],
+)
+def test_payload_that_is_not_json_text(acme: Acme, unchanged: None, raw: bytes) -> None:
+    assert_problem(acme.post(acme.directory["newOrder"], raw), "malformed", 400)
+
+
+def test_only_return_existing_must_be_boolean(acme: Acme, unchanged: None) -> None:
+    response = acme.post(
+        acme.directory["newAccount"],
+        {"onlyReturnExisting": "true", "termsOfServiceAgreed": True},
+        key=new_key(),
+        use_jwk=True,
+    )
+    assert_problem(response, "malformed", 400)
+
+
+def test_huge_alternate_index_and_trailing_slash(acme: Acme) -> None:
+    base = acme.directory["newOrder"].rsplit("/", 1)[0]
+    assert_problem(acme.post(f"{base}/cert/x/{'9' * 5000}", None), "malformed", 404)
+    assert_problem(acme.post((acme.kid or "") + "/", None), "malformed", 404)
+
+
+def test_method_not_allowed_names_allowed_methods(acme: Acme) -> None:
+    response = acme.http.get(acme.directory["newAccount"])
+    assert_problem(response, "malformed", 405)
+    assert response.headers["Allow"] == "POST"
+
+
+def test_reserved_label(acme: Acme, unchanged: None) -> None:
+    assert_problem(acme.new_order("ab--cd.test"), "rejectedIdentifier", 400)

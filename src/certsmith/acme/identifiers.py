@@ -73,6 +73,9 @@ def normalise_dns_name(value: str) -> str:
     for label in labels:
         if not _LABEL.fullmatch(label):
             raise rejected(value, f"DNS name {value!r} has an invalid label {label!r}")
+        # RFC 5891 §4.2.3.1: "--" in positions 3-4 is reserved for A-labels ("xn--").
+        if label[2:4] == "--" and not label.startswith("xn--"):
+            raise rejected(value, f"DNS name {value!r} has a reserved label {label!r}")
     if len(labels) < 2:
         raise rejected(value, f"DNS name {value!r} has a single label; a domain is needed")
     if labels[-1].isdigit():

@@ -50,6 +50,35 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 AnyKey = jwk.ECKey | jwk.RSAKey | jwk.OKPKey
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 §6)")
+
+
+def _no_unpaired_surrogates(value: Any) -> None:
+    """Strings must be encodable as UTF-8; JSON escapes can smuggle in lone surrogates."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def loads_strict(data: bytes, what: str) -> Any:
+    """JSON as RFC 8259 §8.1 demands it: UTF-8 text, no NaN/Infinity, sane nesting;
+    anything else is `malformed` naming `what`."""
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        _no_unpaired_surrogates(value)
+    except (ValueError, UnicodeError, RecursionError) as err:
+        raise malformed(f"{what} is not valid JSON") from err
+    return value
+
+
 def b64url_decode(value: str) -> bytes:
     """Decode unpadded base64url, refusing padding and characters outside the alphabet."""
     if not isinstance(value, str) or not _B64URL.fullmatch(value):
@@ -138,10 +167,7 @@ class ParsedJws:
 
     def json_payload(self) -> dict[str, Any]:
         """The payload as a JSON object, or malformed."""
-        try:
-            value = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise malformed("payload is not valid JSON") from err
+        value = loads_strict(self.payload, "payload")
         if not isinstance(value, dict):
             raise malformed("payload must be a JSON object")
         return value
@@ -159,10 +185,7 @@ def parse_flattened(body: bytes | dict[str, Any]) -> ParsedJws:
     if isinstance(body, bytes):
         if len(body) > _MAX_BODY_BYTES:
             raise malformed("request body too large")
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise malformed("request body is not valid JSON") from err
+        doc = loads_strict(body, "request body")
     else:
         doc = body
     if not isinstance(doc, dict):
@@ -177,10 +200,7 @@ def parse_flattened(body: bytes | dict[str, Any]) -> ParsedJws:
     for name in ("protected", "payload", "signature"):
         if not isinstance(doc.get(name), str):
             raise malformed(f"JWS member {name!r} missing or not a string")
-    try:
-        protected = json.loads(b64url_decode(doc["protected"]))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise malformed("JWS protected header is not valid JSON") from err
+    protected = loads_strict(b64url_decode(doc["protected"]), "JWS protected header")
     if not isinstance(protected, dict):
         raise malformed("JWS protected header must be a JSON object")
     payload = b64url_decode(doc["payload"])

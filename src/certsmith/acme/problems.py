@@ -36,8 +36,6 @@ class ProblemType(enum.Enum):
     UNSUPPORTED_CONTACT = ("unsupportedContact", 400)
     UNSUPPORTED_IDENTIFIER = ("unsupportedIdentifier", 400)
     USER_ACTION_REQUIRED = ("userActionRequired", 403)
-    # Not in §6.7 but used by Boulder and RFC 8555 §7.3.5 (key already in use): 409.
-    CONFLICT = ("conflict", 409)
 
     @property
     def code(self) -> str:
@@ -114,6 +112,13 @@ def malformed(detail: str) -> AcmeProblem:
 
 def unauthorized(detail: str) -> AcmeProblem:
     return AcmeProblem(ProblemType.UNAUTHORIZED, detail)
+
+
+def conflict(detail: str, location: str | None = None) -> AcmeProblem:
+    """RFC 8555 §7.3.5: 409 with the holder's Location; §6.7 has no "conflict" type, so the
+    registered `malformed` carries it."""
+    headers = {"Location": location} if location else {}
+    return AcmeProblem(ProblemType.MALFORMED, detail, status=409, headers=headers)
 
 
 def not_found(detail: str = "no such resource") -> AcmeProblem:

@@ -29,6 +29,12 @@ def _check_contact(contact: str) -> str:
             ProblemType.UNSUPPORTED_CONTACT, f"only mailto: contacts are supported: {contact!r}"
         )
     address = contact[len("mailto:") :]
+    # RFC 6068 mailto URIs are ASCII; control characters and quoting have no place here.
+    if not all(33 <= ord(c) < 127 for c in address) or '"' in address or "\\" in address:
+        raise AcmeProblem(
+            ProblemType.INVALID_CONTACT,
+            f"contact {contact!r} must be a plain ASCII address without quotes or controls",
+        )
     if len(contact) > _MAX_CONTACT_LENGTH or any(c in address for c in "?,<> \t\r\n"):
         raise AcmeProblem(
             ProblemType.INVALID_CONTACT,

@@ -12,7 +12,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from certsmith.acme.jose import import_public_jwk, parse_jws, thumbprint, verify_jws
-from certsmith.acme.problems import AcmeProblem, ProblemType, malformed, not_found, unauthorized
+from certsmith.acme.problems import (
+    AcmeProblem,
+    ProblemType,
+    conflict,
+    malformed,
+    not_found,
+    unauthorized,
+)
 from certsmith.server.clock import Clock
 from certsmith.server.config import ServerConfig
 from certsmith.server.frontend import FrontEnd, endpoint, require_post_as_get, urls_for
@@ -109,11 +116,7 @@ async def key_change(front: FrontEnd, request: Request) -> Response:
     urls = urls_for(request)
     holder = await front.ra.account_by_key(new_key)
     if holder is not None:
-        raise AcmeProblem(
-            ProblemType.CONFLICT,
-            "the new key is already in use by an account",
-            headers={"Location": urls.account(holder.id)},
-        )
+        raise conflict("the new key is already in use by an account", urls.account(holder.id))
     row = await front.ra.change_key(signed.caller, new_key)
     return front.json(request, account_json(urls, row))
 
@@ -214,9 +217,10 @@ async def certificate(front: FrontEnd, request: Request) -> Response:
     certificate_id = request.path_params["certificate_id"]
     row = await front.ra.certificate(signed.caller, certificate_id)
     chains = [row.chain_pem, *front.ca.alternate_chains(row.chain_pem)]
-    index = int(request.path_params.get("index", 0))
-    if index >= len(chains):
+    index_text = request.path_params.get("index", "0")
+    if not (index_text.isdigit() and len(index_text) <= 3 and int(index_text) < len(chains)):
         raise not_found("no such alternate chain")
+    index = int(index_text)
     urls = urls_for(request)
     links = [
         f'<{urls.certificate(certificate_id, i)}>;rel="alternate"'
@@ -244,7 +248,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         problem = AcmeProblem(
-            ProblemType.MALFORMED, f"method {request.method} is not allowed here", status=405
+            ProblemType.MALFORMED,
+            f"method {request.method} is not allowed here",
+            status=405,
+            headers=dict(exc.headers or {}),  # Allow (RFC 9110 §15.5.6)
         )
         return front.problem(request, problem)
     return front.problem(request, not_found(f"no resource at {request.url.path}"))
@@ -278,10 +285,12 @@ def create_app(config: ServerConfig, clock: Clock | None = None) -> Starlette:
         Route("/acme/authz/{authz_id}", authorization, methods=post),
         Route("/acme/chall/{challenge_id}", challenge, methods=post),
         Route("/acme/cert/{certificate_id}", certificate, methods=post),
-        Route("/acme/cert/{certificate_id}/{index:int}", certificate, methods=post),
+        Route("/acme/cert/{certificate_id}/{index}", certificate, methods=post),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
     )
+    # "/acme/acct/ID/" is not an ACME URL: answer 404, not a redirect without a nonce.
+    app.router.redirect_slashes = False
     app.state.front = front
     return app

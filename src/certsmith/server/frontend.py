@@ -6,6 +6,7 @@ This is the only module that turns failures into problem documents; the handlers
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from certsmith.acme.jose import AnyKey, ParsedJws, import_public_jwk, parse_jws, verify_jws
@@ -34,6 +35,7 @@ from certsmith.server.validation.authority import ValidationAuthority
 _log = logging.getLogger(__name__)
 _JOSE = "application/jose+json"
 _MAX_BODY = 64 * 1024
+_BODY_SECONDS = 10
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -186,10 +188,15 @@ async def _read_body(request: Request) -> bytes:
     if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
         raise malformed(f"request body must be at most {_MAX_BODY} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_BODY:
-            raise malformed(f"request body must be at most {_MAX_BODY} bytes")
+    try:
+        # A client that sends less than its Content-Length must not hold a slot for long.
+        async with asyncio.timeout(_BODY_SECONDS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > _MAX_BODY:
+                    raise malformed(f"request body must be at most {_MAX_BODY} bytes")
+    except TimeoutError as err:
+        raise malformed(f"request body not received within {_BODY_SECONDS}s") from err
     return bytes(body)
 
 
@@ -208,6 +215,9 @@ def endpoint(handler: Callable[[FrontEnd, Request], Awaitable[Response]]) -> Han
             return await handler(front, request)
         except AcmeProblem as problem:
             return front.problem(request, problem)
+        except ClientDisconnect:
+            # The client went away mid-body; there is nobody to answer and nothing to log.
+            return Response(status_code=400)
         except Exception:
             _log.exception("unhandled error serving %s %s", request.method, request.url.path)
             return front.problem(

@@ -25,7 +25,14 @@ from certsmith.acme.jose import (
     thumbprint,
 )
 from certsmith.acme.keys import parse_csr
-from certsmith.acme.problems import AcmeProblem, ProblemType, malformed, not_found, unauthorized
+from certsmith.acme.problems import (
+    AcmeProblem,
+    ProblemType,
+    conflict,
+    malformed,
+    not_found,
+    unauthorized,
+)
 from certsmith.server import eab
 from certsmith.server.accounts import check_account_key, check_contacts
 from certsmith.server.clock import Clock
@@ -127,6 +134,9 @@ class RegistrationAuthority:
 
         `url` is the newAccount URL, which an External Account Binding must name.
         """
+        for flag in ("onlyReturnExisting", "termsOfServiceAgreed"):
+            if flag in payload and not isinstance(payload[flag], bool):
+                raise malformed(f"'{flag}' must be true or false")
         existing = await self.account_by_key(key)
         if existing is not None:
             if existing.status != "valid":
@@ -159,7 +169,7 @@ class RegistrationAuthority:
         async with self._store.transaction() as tx:
             # Two racing requests for one key: the unique thumbprint lets only one through.
             if await tx.account_by_thumbprint(account.key_thumbprint) is not None:
-                raise AcmeProblem(ProblemType.CONFLICT, "an account for this key was just made")
+                raise conflict("an account for this key was just made")
             tx.add(account)
             if binding is not None:
                 await tx.flush()
@@ -205,7 +215,7 @@ class RegistrationAuthority:
             row = await tx.get(AccountRow, account.id, for_update=True)
             assert row is not None
             if await tx.account_by_thumbprint(new_thumbprint) is not None:
-                raise AcmeProblem(ProblemType.CONFLICT, "the new key belongs to an account")
+                raise conflict("the new key belongs to an account")
             row.key_thumbprint = new_thumbprint
             row.jwk = dict(new_key.as_dict(private=False))
             _event(tx, "account.key_changed", account=row.id)
@@ -351,7 +361,29 @@ class RegistrationAuthority:
             authz = await tx.get(AuthorizationRow, authz_id)
             _owned(authz, account, "authorization")
             assert authz is not None
+            if not self._authorization_expired(authz):
+                return AuthorizationView(authz, await tx.challenges_of([authz.id]))
+        await self._expire_authorization(authz_id)
+        async with self._store.transaction(write=False) as tx:
+            authz = await tx.get(AuthorizationRow, authz_id)
+            assert authz is not None
             return AuthorizationView(authz, await tx.challenges_of([authz.id]))
+
+    def _authorization_expired(self, authz: AuthorizationRow) -> bool:
+        return authz.status in ("pending", "valid") and authz.expires <= self._clock.now()
+
+    async def _expire_authorization(self, authz_id: str) -> None:
+        """Record an expiry found on reading (RFC 8555 §7.1.6), and fail its open orders."""
+        async with self._store.transaction() as tx:
+            authz = await tx.get(AuthorizationRow, authz_id, for_update=True)
+            if authz is None or not self._authorization_expired(authz):
+                return
+            _change(tx, Kind.AUTHORIZATION, authz, "expired")
+            for order in await tx.orders_of_authorization(authz.id):
+                if order.status in ("pending", "ready"):
+                    self._fail_order(
+                        tx, order, AcmeProblem(ProblemType.MALFORMED, "an authorization expired")
+                    )
 
     async def deactivate_authorization(
         self, account: AccountRow, authz_id: str
@@ -377,7 +409,12 @@ class RegistrationAuthority:
         self, account: AccountRow, challenge_id: str
     ) -> tuple[ChallengeRow, AuthorizationRow]:
         async with self._store.transaction(write=False) as tx:
-            return await self._challenge_and_authz(tx, account, challenge_id)
+            challenge, authz = await self._challenge_and_authz(tx, account, challenge_id)
+        if self._authorization_expired(authz):
+            await self._expire_authorization(authz.id)
+            async with self._store.transaction(write=False) as tx:
+                return await self._challenge_and_authz(tx, account, challenge_id)
+        return challenge, authz
 
     async def _challenge_and_authz(
         self, tx: Tx, account: AccountRow, challenge_id: str, *, for_update: bool = False
