@@ -30,7 +30,9 @@ from certsmith.server.accounts import check_account_key, check_contacts
             id="two-kept-in-order",
         ),
         pytest.param(
-            ["mailto:ops@mail.bücher.example"], ["mailto:ops@mail.bücher.example"], id="idn-domain"
+            ["mailto:ops@mail.xn--bcher-kva.example"],
+            ["mailto:ops@mail.xn--bcher-kva.example"],
+            id="idn-domain-as-a-label",
         ),
         pytest.param(["mailto:x@ca.test"], ["mailto:x@ca.test"], id="private-tld"),
         pytest.param(["mailto:a@example.com"] * 10, ["mailto:a@example.com"] * 10, id="ten"),
@@ -78,6 +80,10 @@ def test_refuses_other_schemes_as_unsupported(contact: str) -> None:
         pytest.param("mailto:ad min@example.com", id="space"),
         pytest.param("mailto:<admin@example.com>", id="angle-brackets"),
         pytest.param("mailto:" + "a" * 310 + "@example.com", id="too-long"),
+        pytest.param("mailto:ops@mail.bücher.example", id="unicode-domain"),
+        pytest.param("mailto:josé@example.com", id="unicode-local-part"),
+        pytest.param("mailto:a\x00b@example.com", id="nul"),
+        pytest.param('mailto:"a b"@example.com', id="quoted-local-part"),
     ],
 )
 def test_refuses_bad_addresses_as_invalid(contact: str) -> None:
