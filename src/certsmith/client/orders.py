@@ -36,10 +36,16 @@ class OrderFailed(AcmeClientError):
 
 
 async def new_order(
-    session: AcmeSession, identifiers: list[Identifier], profile: str | None = None
+    session: AcmeSession,
+    identifiers: list[Identifier],
+    profile: str | None = None,
+    replaces: str | None = None,
 ) -> Order:
-    """Place an order; `profile` is sent only when the CA's directory lists it."""
+    """Place an order; `profile` is sent only when the CA's directory lists it, `replaces`
+    (the ARI id of the certificate being renewed, RFC 9773 §5) only when it offers ARI."""
     payload: dict[str, Any] = {"identifiers": [i.to_dict() for i in identifiers]}
+    if replaces is not None and "renewalInfo" in await session.directory():
+        payload["replaces"] = replaces
     if profile is not None:
         offered = (await session.directory()).get("meta", {}).get("profiles", {})
         if profile not in offered:

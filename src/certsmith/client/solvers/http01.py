@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 from pathlib import Path
 
 from certsmith.client.session import AcmeClientError
+from certsmith.client.solvers import listen, stop
 
 _PREFIX = "/.well-known/acme-challenge/"
 _MAX_REQUEST = 8192
@@ -26,26 +26,17 @@ class StandaloneHttp01:
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> StandaloneHttp01:
-        try:
-            self._server = await asyncio.start_server(self._serve, self.address, self.port)
-        except OSError as err:
-            where = f"{self.address or '*'}:{self.port}"
-            if err.errno == errno.EADDRINUSE:
-                raise AcmeClientError(
-                    f"port {self.port} is in use ({where}); stop the web server there or use "
-                    "--webroot, or pick another --http-01-port the CA is told to use"
-                ) from err
-            if err.errno == errno.EACCES:
-                raise AcmeClientError(
-                    f"no permission to listen on {where}; ports below 1024 need root"
-                ) from err
-            raise AcmeClientError(f"cannot listen on {where}: {err}") from err
+        self._server = await listen(
+            self._serve,
+            self.address,
+            self.port,
+            busy_advice="stop the web server there, use --webroot, or pick another "
+            "--http-01-port the CA is told to use",
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        await stop(self._server)
 
     async def present(self, identifier: dict[str, str], token: str, key_authorization: str) -> None:
         self._answers[token] = key_authorization

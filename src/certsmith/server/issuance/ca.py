@@ -133,7 +133,7 @@ class CertificateAuthority:
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(now - _BACKDATE + lifetime)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_leaf_key_usage(key_usage_encipher), critical=True)
+            .add_extension(_key_usage(key_encipherment=key_usage_encipher), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
             .add_extension(x509.SubjectAlternativeName(names), critical=not cn)
             .add_extension(self._aki, critical=False)
@@ -146,29 +146,16 @@ class CertificateAuthority:
         return IssuedCertificate(cert, _pem(cert).decode() + self._intermediate_pem)
 
 
-def _leaf_key_usage(key_encipherment: bool) -> x509.KeyUsage:
+def _key_usage(*, key_encipherment: bool = False, ca: bool = False) -> x509.KeyUsage:
+    """digitalSignature always; keyEncipherment for RSA leaves; cert and CRL signing for CAs."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
         key_encipherment=key_encipherment,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _ca_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
+        key_cert_sign=ca,
+        crl_sign=ca,
         encipher_only=False,
         decipher_only=False,
     )
@@ -193,7 +180,7 @@ def _ca_cert(
         .not_valid_before(not_before)
         .not_valid_after(not_before + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),

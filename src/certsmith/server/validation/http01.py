@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from certsmith.acme.problems import AcmeProblem, ProblemType
-from certsmith.server.validation.resolver import IPAddress, Resolver
+from certsmith.server.validation.resolver import IPAddress, Resolver, first_reachable
 
 # A key authorization is 43 + 1 + 43 characters; anything much longer is not one.
 _MAX_BODY = 1024
@@ -60,27 +60,17 @@ class Http01Validator:
             "port": str(self._port),
             "addressesResolved": [str(a) for a in addresses],
         }
-        last_error: AcmeProblem | None = None
-        for address in addresses:
-            record["addressUsed"] = str(address)
-            try:
-                body = await self._fetch(address, host, path, ident)
-            except AcmeProblem as problem:
-                # Only a failure to connect moves on to the next address; any answer counts.
-                if problem.type is not ProblemType.CONNECTION:
-                    raise problem
-                last_error = problem
-                continue
-            if body.rstrip(b" \t\r\n") != key_authorization.encode():
-                shown = body[:64].decode("utf-8", "replace")
-                raise _problem(
-                    ProblemType.INCORRECT_RESPONSE,
-                    f"the key authorization file from {record['url']} is wrong: {shown!r}",
-                    ident,
-                )
-            return record
-        assert last_error is not None
-        raise last_error
+        body = await first_reachable(
+            addresses, record, lambda address: self._fetch(address, host, path, ident)
+        )
+        if body.rstrip(b" \t\r\n") != key_authorization.encode():
+            shown = body[:64].decode("utf-8", "replace")
+            raise _problem(
+                ProblemType.INCORRECT_RESPONSE,
+                f"the key authorization file from {record['url']} is wrong: {shown!r}",
+                ident,
+            )
+        return record
 
     async def _fetch(
         self,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -13,6 +15,7 @@ import dns.resolver
 from certsmith.acme.problems import AcmeProblem, ProblemType
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+T = TypeVar("T")
 
 
 def dns_problem(detail: str, name: str) -> AcmeProblem:
@@ -68,3 +71,23 @@ class Resolver:
         except (OSError, TimeoutError) as err:
             raise dns_problem(f"could not resolve {name}: {err}", name) from err
         return list({ipaddress.ip_address(info[4][0]) for info in infos})
+
+
+async def first_reachable(
+    addresses: list[IPAddress],
+    record: dict[str, Any],
+    attempt: Callable[[IPAddress], Awaitable[T]],
+) -> T:
+    """`attempt` on each address in turn, noting it in `record`; only a failure to connect
+    moves on to the next address, any answer from a server counts."""
+    last_error: AcmeProblem | None = None
+    for address in addresses:
+        record["addressUsed"] = str(address)
+        try:
+            return await attempt(address)
+        except AcmeProblem as problem:
+            if problem.type is not ProblemType.CONNECTION:
+                raise
+            last_error = problem
+    assert last_error is not None
+    raise last_error

@@ -23,7 +23,7 @@ from certsmith.acme.challenges import (
     tlsalpn01_extension_value,
 )
 from certsmith.acme.problems import AcmeProblem, ProblemType
-from certsmith.server.validation.resolver import IPAddress, Resolver
+from certsmith.server.validation.resolver import IPAddress, Resolver, first_reachable
 
 # Closing politely is a courtesy: the certificate is in hand, so a peer that never answers
 # close_notify is not waited for longer than this.
@@ -97,21 +97,16 @@ class TlsAlpn01Validator:
             "port": str(self._port),
             "addressesResolved": [str(a) for a in addresses],
         }
-        last_error: AcmeProblem | None = None
-        for address in addresses:
-            record["addressUsed"] = str(address)
-            try:
-                der = await self._certificate(address, server_name, identifier)
-            except AcmeProblem as problem:
-                # Only a failure to connect moves on to the next address; any answer counts.
-                if problem.type is not ProblemType.CONNECTION:
-                    raise problem
-                last_error = problem
-                continue
-            _check_certificate(der, identifier, key_authorization, address)
-            return record
-        assert last_error is not None
-        raise last_error
+        der, address = await first_reachable(
+            addresses, record, lambda a: self._certificate_from(a, server_name, identifier)
+        )
+        _check_certificate(der, identifier, key_authorization, address)
+        return record
+
+    async def _certificate_from(
+        self, address: IPAddress, server_name: str, identifier: dict[str, str]
+    ) -> tuple[bytes, IPAddress]:
+        return await self._certificate(address, server_name, identifier), address
 
     async def _certificate(
         self, address: IPAddress, server_name: str, identifier: dict[str, str]
