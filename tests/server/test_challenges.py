@@ -117,6 +117,10 @@ def test_dns01_wrong_record_fails_with_unauthorized(acme: Acme, challtestsrv: Ch
     finally:
         challtestsrv.clear_txt(record)
     assert failed["status"] == "invalid"
+    assert failed["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert [p["identifier"] for p in failed["error"]["subproblems"]] == [
+        {"type": "dns", "value": "wrong-txt.test"}
+    ]
     challenge = _challenge(acme.get(order["authorizations"][0]).json(), "dns-01")
     assert challenge["status"] == "invalid"
     assert challenge["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"

@@ -189,7 +189,10 @@ async def authorization(front: FrontEnd, request: Request) -> Response:
         raise malformed('an authorization accepts only {"status": "deactivated"}')
     else:
         view = await front.ra.deactivate_authorization(signed.caller, authz_id)
-    return front.json(request, authorization_json(urls_for(request), view))
+    # RFC 8555 §8.2: tell pollers when a validation in progress is worth asking about again.
+    busy = any(c.status == "processing" for c in view.challenges)
+    headers = {"Retry-After": "1"} if busy else None
+    return front.json(request, authorization_json(urls_for(request), view), headers=headers)
 
 
 @endpoint

@@ -527,13 +527,24 @@ class RegistrationAuthority:
         authzs = await tx.authorizations_of_order(order.id)
         failed = [a for a in authzs if a.status not in ("pending", "valid")]
         if failed:
+            # RFC 8555 §6.7.1: the order's error names each failed identifier.
+            reason = problem or AcmeProblem(ProblemType.UNAUTHORIZED, "authorization failed")
+            subproblems = [
+                AcmeProblem(
+                    reason.type,
+                    reason.detail,
+                    identifier={"type": a.identifier_type, "value": a.identifier_value},
+                )
+                for a in failed
+            ]
+            names = ", ".join(a.identifier_value for a in failed)
             self._fail_order(
                 tx,
                 order,
-                problem
-                or AcmeProblem(
-                    ProblemType.UNAUTHORIZED,
-                    f"authorization for {failed[0].identifier_value} failed",
+                AcmeProblem(
+                    reason.type,
+                    f"authorization failed for {names}: {reason.detail}",
+                    subproblems=subproblems,
                 ),
             )
         elif all(a.status == "valid" for a in authzs):
