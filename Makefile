@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 CERTBOT_VENV := $(BUILD)/certbot
 # pebble brings pebble-challtestsrv; the rest are ACME clients and servers nobody here wrote.
-APT_PEERS := pebble lego dehydrated uacme acme-tiny caddy apache2 libapache2-mod-md
+APT_PEERS := pebble lego dehydrated uacme acme-tiny caddy apache2 libapache2-mod-md bind9
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck unit peers clean bench

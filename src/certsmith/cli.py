@@ -226,5 +226,13 @@ def _now() -> Any:
     return SystemClock().now()
 
 
+def _client_commands() -> None:
+    from certsmith.client.commands import register_commands
+
+    register_commands(main)
+
+
+_client_commands()
+
 if __name__ == "__main__":
     main()
