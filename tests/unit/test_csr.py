@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from certsmith.acme.keys import CsrNames, check_subscriber_key, parse_csr
 from certsmith.acme.problems import AcmeProblem, ProblemType
-from certsmith.server.registration import RegistrationAuthority
+from certsmith.server.finalization import check_csr_names
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -314,7 +314,7 @@ def test_refuses_two_common_names(private_keys: dict[str, SigningKey]) -> None:
     assert "common name" in problem.detail
 
 
-# --- RegistrationAuthority._check_csr_names: the CSR must ask for the order's names ---
+# --- check_csr_names: the CSR must ask for the order's names ---
 
 ORDER = {("dns", "example.com"), ("dns", "www.example.com")}
 
@@ -334,7 +334,7 @@ def test_accepts_a_csr_with_exactly_the_order_names(
     _, names = parse_csr(
         make_csr(private_keys["p256"], common_names=common_names, sans=dns_sans(*sans))
     )
-    RegistrationAuthority._check_csr_names(names.identifiers, names.common_name, set(ORDER))
+    check_csr_names(names.identifiers, names.common_name, set(ORDER))
 
 
 @pytest.mark.parametrize(
@@ -374,7 +374,7 @@ def test_refuses_a_csr_whose_names_differ_from_the_order(
     )
     _, names = parse_csr(der)
     with pytest.raises(AcmeProblem) as excinfo:
-        RegistrationAuthority._check_csr_names(names.identifiers, names.common_name, set(ORDER))
+        check_csr_names(names.identifiers, names.common_name, set(ORDER))
     assert excinfo.value.type is ProblemType.BAD_CSR
     assert in_detail in excinfo.value.detail
 
@@ -412,7 +412,7 @@ def test_accepts_a_csr_with_exactly_the_order_dns_names_and_addresses(
     private_keys: dict[str, SigningKey], common_names: list[str], sans: list[x509.GeneralName]
 ) -> None:
     _, names = parse_csr(make_csr(private_keys["p256"], common_names=common_names, sans=sans))
-    RegistrationAuthority._check_csr_names(names.identifiers, names.common_name, set(MIXED_ORDER))
+    check_csr_names(names.identifiers, names.common_name, set(MIXED_ORDER))
 
 
 @pytest.mark.parametrize(
@@ -471,9 +471,7 @@ def test_refuses_a_csr_whose_dns_names_or_addresses_differ_from_the_order(
 ) -> None:
     _, names = parse_csr(make_csr(private_keys["p256"], common_names=common_names, sans=sans))
     with pytest.raises(AcmeProblem) as excinfo:
-        RegistrationAuthority._check_csr_names(
-            names.identifiers, names.common_name, set(MIXED_ORDER)
-        )
+        check_csr_names(names.identifiers, names.common_name, set(MIXED_ORDER))
     assert excinfo.value.type is ProblemType.BAD_CSR
     assert in_detail in excinfo.value.detail
 

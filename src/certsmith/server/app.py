@@ -23,7 +23,7 @@ from certsmith.acme.problems import (
 from certsmith.server.clock import Clock
 from certsmith.server.config import ServerConfig
 from certsmith.server.frontend import FrontEnd, endpoint, require_post_as_get, urls_for
-from certsmith.server.registration import OrderView
+from certsmith.server.lifecycle import OrderView
 from certsmith.server.resources import (
     account_json,
     authorization_json,
@@ -174,7 +174,9 @@ def _order_response(front: FrontEnd, request: Request, view: OrderView) -> Respo
 @endpoint
 async def finalize(front: FrontEnd, request: Request) -> Response:
     signed = await front.signed(request)
-    view = await front.ra.finalize(signed.caller, request.path_params["order_id"], signed.payload)
+    view = await front.finalizer.finalize(
+        signed.caller, request.path_params["order_id"], signed.payload
+    )
     return _order_response(front, request, view)
 
 
@@ -218,7 +220,7 @@ async def certificate(front: FrontEnd, request: Request) -> Response:
     signed = await front.signed(request)
     require_post_as_get(signed)
     certificate_id = request.path_params["certificate_id"]
-    row = await front.ra.certificate(signed.caller, certificate_id)
+    row = await front.finalizer.certificate(signed.caller, certificate_id)
     chains = [row.chain_pem, *front.ca.alternate_chains(row.chain_pem)]
     index_text = request.path_params.get("index", "0")
     if not (index_text.isdigit() and len(index_text) <= 3 and int(index_text) < len(chains)):

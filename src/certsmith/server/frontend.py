@@ -21,6 +21,7 @@ from certsmith.acme.jose import AnyKey, ParsedJws, import_public_jwk, parse_jws,
 from certsmith.acme.problems import AcmeProblem, ProblemType, malformed, unauthorized
 from certsmith.server.clock import Clock, SystemClock
 from certsmith.server.config import ServerConfig
+from certsmith.server.finalization import Finalizer
 from certsmith.server.issuance.ca import CertificateAuthority
 from certsmith.server.nonces import NonceService
 from certsmith.server.registration import RegistrationAuthority
@@ -70,13 +71,15 @@ class FrontEnd:
         self.nonces: NonceService
         self.ra: RegistrationAuthority
         self.revoker: Revoker
+        self.finalizer: Finalizer
 
     async def start(self) -> None:
         await self.store.migrate()
         self.nonces = await NonceService.create(self.store, self.config.nonce_lifetime, self.clock)
         self.ra = RegistrationAuthority(self.store, self.config, self.clock, self.ca, self._va)
         self.revoker = Revoker(self.store, self.clock)
-        await self.ra.fail_interrupted_issuance()
+        self.finalizer = Finalizer(self.store, self.config, self.clock, self.ca)
+        await self.finalizer.fail_interrupted_issuance()
         await self.ra.resume_validations()
 
     async def stop(self) -> None:

@@ -6,25 +6,18 @@ Every state change here is one database transaction and one structured log line.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from certsmith.acme.identifiers import Identifier
 from certsmith.acme.jose import (
     AnyKey,
-    b64url_decode,
     import_public_jwk,
     key_authorization,
     thumbprint,
 )
-from certsmith.acme.keys import parse_csr
 from certsmith.acme.problems import (
     AcmeProblem,
     ProblemType,
@@ -37,15 +30,23 @@ from certsmith.server import eab
 from certsmith.server.accounts import check_account_key, check_contacts
 from certsmith.server.clock import Clock
 from certsmith.server.config import ServerConfig
-from certsmith.server.events import log_event
 from certsmith.server.issuance.ca import CertificateAuthority
+from certsmith.server.lifecycle import (
+    AuthorizationView,
+    OrderView,
+    change,
+    event,
+    expire,
+    fail_order,
+    has_expired,
+    owned,
+)
 from certsmith.server.policy import IdentifierPolicy
-from certsmith.server.states import Kind, check_transition
+from certsmith.server.states import Kind
 from certsmith.server.storage import Store, Tx, new_id
 from certsmith.server.storage.models import (
     AccountRow,
     AuthorizationRow,
-    CertificateRow,
     ChallengeRow,
     OrderAuthorizationRow,
     OrderRow,
@@ -54,47 +55,6 @@ from certsmith.server.validation.authority import ValidationAuthority, challenge
 
 _log = logging.getLogger(__name__)
 _MAX_CONCURRENT_VALIDATIONS = 64
-
-
-@dataclass(frozen=True)
-class OrderView:
-    order: OrderRow
-    authorization_ids: list[str]
-
-
-@dataclass(frozen=True)
-class AuthorizationView:
-    authorization: AuthorizationRow
-    challenges: list[ChallengeRow]
-
-
-# Event name prefix and id field per kind: "authz.valid" with authz=ID.
-_EVENT_PREFIX = {
-    Kind.ACCOUNT: "account",
-    Kind.ORDER: "order",
-    Kind.AUTHORIZATION: "authz",
-    Kind.CHALLENGE: "challenge",
-}
-
-
-def _event(tx: Tx, name: str, **fields: Any) -> None:
-    """Log a state change once its transaction has committed, so logs never lie."""
-    tx.after_commit(functools.partial(log_event, name, **fields))
-
-
-def _change(tx: Tx, kind: Kind, row: Any, new: str, **fields: Any) -> None:
-    """Move `row` to `new` if RFC 8555 §7.1.6 allows it, and log the move."""
-    check_transition(kind, row.status, new)
-    row.status = new
-    prefix = _EVENT_PREFIX[kind]
-    _event(tx, f"{prefix}.{new}", **{prefix: row.id}, **fields)
-
-
-def _owned(row: Any, account: AccountRow, what: str) -> None:
-    if row is None:
-        raise not_found(f"no such {what}")
-    if row.account_id != account.id:
-        raise unauthorized(f"this {what} belongs to another account")
 
 
 class RegistrationAuthority:
@@ -174,7 +134,7 @@ class RegistrationAuthority:
             if binding is not None:
                 await tx.flush()
                 await eab.bind(tx, binding, account.id)
-            _event(
+            event(
                 tx,
                 "account.created",
                 account=account.id,
@@ -196,14 +156,14 @@ class RegistrationAuthority:
                 raise unauthorized(f"account is {row.status}")
             if contacts is not None:
                 row.contact = contacts
-                _event(tx, "account.updated", account=row.id, contacts=len(contacts))
+                event(tx, "account.updated", account=row.id, contacts=len(contacts))
             if payload.get("termsOfServiceAgreed") is True:
                 if row.terms_version != self._config.terms_version:
-                    _event(tx, "account.terms_agreed", account=row.id)
+                    event(tx, "account.terms_agreed", account=row.id)
                 row.tos_agreed = True
                 row.terms_version = self._config.terms_version
             if status == "deactivated":
-                _change(tx, Kind.ACCOUNT, row, "deactivated")
+                change(tx, Kind.ACCOUNT, row, "deactivated")
                 await self._deactivate_pending_authorizations(tx, row.id)
             return row
 
@@ -218,12 +178,12 @@ class RegistrationAuthority:
                 raise conflict("the new key belongs to an account")
             row.key_thumbprint = new_thumbprint
             row.jwk = dict(new_key.as_dict(private=False))
-            _event(tx, "account.key_changed", account=row.id)
+            event(tx, "account.key_changed", account=row.id)
             return row
 
     async def _deactivate_pending_authorizations(self, tx: Tx, account_id: str) -> None:
         for authz in await tx.pending_authorizations(account_id):
-            _change(tx, Kind.AUTHORIZATION, authz, "deactivated", account=account_id)
+            change(tx, Kind.AUTHORIZATION, authz, "deactivated", account=account_id)
 
     # --- orders (RFC 8555 §7.4) ---
 
@@ -259,7 +219,7 @@ class RegistrationAuthority:
                     )
                 )
             order.expires = min(expiries)
-            _event(
+            event(
                 tx,
                 "order.created",
                 order=order.id,
@@ -267,7 +227,7 @@ class RegistrationAuthority:
                 identifiers=[i.value for i in identifiers],
             )
             if all(s == "valid" for s in statuses):
-                _change(tx, Kind.ORDER, order, "ready")
+                change(tx, Kind.ORDER, order, "ready")
         return OrderView(order, authz_ids)
 
     async def _reusable_authorization(
@@ -310,30 +270,24 @@ class RegistrationAuthority:
                     validation_record=None,
                 )
             )
-        _event(tx, "authz.created", authz=authz.id, account=account_id, identifier=ident.value)
+        event(tx, "authz.created", authz=authz.id, account=account_id, identifier=ident.value)
         return authz
 
     async def order(self, account: AccountRow, order_id: str) -> OrderView:
         async with self._store.transaction(write=False) as tx:
             order = await tx.get(OrderRow, order_id)
-            _owned(order, account, "order")
+            owned(order, account, "order")
             assert order is not None
             authzs = await tx.authorizations_of_order(order.id)
-        if not self._has_expired(order, authzs):
+        if not has_expired(order, authzs, self._clock.now()):
             return OrderView(order, [a.id for a in authzs])
         # Rare: something expired since the last look; record it, under the write lock.
         async with self._store.transaction() as tx:
             order = await tx.get(OrderRow, order_id, for_update=True)
             assert order is not None
             authzs = await tx.authorizations_of_order(order.id)
-            self._expire(tx, order, authzs)
+            expire(tx, order, authzs, self._clock.now())
             return OrderView(order, [a.id for a in authzs])
-
-    def _has_expired(self, order: OrderRow, authzs: list[AuthorizationRow]) -> bool:
-        now = self._clock.now()
-        if order.status in ("pending", "ready") and order.expires <= now:
-            return True
-        return any(a.status in ("pending", "valid") and a.expires <= now for a in authzs)
 
     async def orders_of_account(
         self, account: AccountRow, after: str | None, limit: int
@@ -341,25 +295,12 @@ class RegistrationAuthority:
         async with self._store.transaction(write=False) as tx:
             return [o.id for o in await tx.orders_of_account(account.id, after=after, limit=limit)]
 
-    def _expire(self, tx: Tx, order: OrderRow, authzs: list[AuthorizationRow]) -> None:
-        """Apply expiry lazily, as part of whatever transaction is reading the rows."""
-        now = self._clock.now()
-        for authz in authzs:
-            if authz.status in ("pending", "valid") and authz.expires <= now:
-                _change(tx, Kind.AUTHORIZATION, authz, "expired")
-        if order.status in ("pending", "ready") and order.expires <= now:
-            self._fail_order(tx, order, AcmeProblem(ProblemType.MALFORMED, "order expired"))
-
-    def _fail_order(self, tx: Tx, order: OrderRow, problem: AcmeProblem) -> None:
-        _change(tx, Kind.ORDER, order, "invalid", error=problem.type.code)
-        order.error = problem.to_dict()
-
     # --- authorizations and challenges (RFC 8555 §7.5) ---
 
     async def authorization(self, account: AccountRow, authz_id: str) -> AuthorizationView:
         async with self._store.transaction(write=False) as tx:
             authz = await tx.get(AuthorizationRow, authz_id)
-            _owned(authz, account, "authorization")
+            owned(authz, account, "authorization")
             assert authz is not None
             if not self._authorization_expired(authz):
                 return AuthorizationView(authz, await tx.challenges_of([authz.id]))
@@ -378,10 +319,10 @@ class RegistrationAuthority:
             authz = await tx.get(AuthorizationRow, authz_id, for_update=True)
             if authz is None or not self._authorization_expired(authz):
                 return
-            _change(tx, Kind.AUTHORIZATION, authz, "expired")
+            change(tx, Kind.AUTHORIZATION, authz, "expired")
             for order in await tx.orders_of_authorization(authz.id):
                 if order.status in ("pending", "ready"):
-                    self._fail_order(
+                    fail_order(
                         tx, order, AcmeProblem(ProblemType.MALFORMED, "an authorization expired")
                     )
 
@@ -391,18 +332,18 @@ class RegistrationAuthority:
         """The client gives up an authorization (RFC 8555 §7.5.2); its orders fail."""
         async with self._store.transaction() as tx:
             authz = await tx.get(AuthorizationRow, authz_id, for_update=True)
-            _owned(authz, account, "authorization")
+            owned(authz, account, "authorization")
             assert authz is not None
             if authz.status not in ("pending", "valid"):
                 raise malformed(f"an authorization that is {authz.status} cannot be deactivated")
-            _change(tx, Kind.AUTHORIZATION, authz, "deactivated", account=account.id)
+            change(tx, Kind.AUTHORIZATION, authz, "deactivated", account=account.id)
             problem = AcmeProblem(
                 ProblemType.UNAUTHORIZED,
                 f"the authorization for {authz.identifier_value} was deactivated",
             )
             for order in await tx.orders_of_authorization(authz.id):
                 if order.status in ("pending", "ready"):
-                    self._fail_order(tx, order, problem)
+                    fail_order(tx, order, problem)
             return AuthorizationView(authz, await tx.challenges_of([authz.id]))
 
     async def challenge(
@@ -423,7 +364,7 @@ class RegistrationAuthority:
         if challenge is None:
             raise not_found("no such challenge")
         authz = await tx.get(AuthorizationRow, challenge.authorization_id, for_update=for_update)
-        _owned(authz, account, "challenge")
+        owned(authz, account, "challenge")
         assert authz is not None
         return challenge, authz
 
@@ -438,12 +379,10 @@ class RegistrationAuthority:
             if challenge.status != "pending":
                 return challenge, authz
             if authz.status == "pending" and authz.expires <= self._clock.now():
-                _change(tx, Kind.AUTHORIZATION, authz, "expired")
+                change(tx, Kind.AUTHORIZATION, authz, "expired")
             if authz.status != "pending":
                 raise malformed(f"the authorization is {authz.status}, not pending")
-            _change(
-                tx, Kind.CHALLENGE, challenge, "processing", authz=authz.id, type=challenge.type
-            )
+            change(tx, Kind.CHALLENGE, challenge, "processing", authz=authz.id, type=challenge.type)
         self._schedule_validation(challenge.id)
         return challenge, authz
 
@@ -499,7 +438,7 @@ class RegistrationAuthority:
             assert authz is not None
             challenge.validation_record = [record] if record else None
             outcome = "valid" if problem is None else "invalid"
-            _change(
+            change(
                 tx,
                 Kind.CHALLENGE,
                 challenge,
@@ -515,7 +454,7 @@ class RegistrationAuthority:
             else:
                 challenge.error = problem.to_dict()
             if authz.status == "pending":
-                _change(tx, Kind.AUTHORIZATION, authz, outcome)
+                change(tx, Kind.AUTHORIZATION, authz, outcome)
                 if problem is None:
                     authz.expires = now + self._config.valid_authorization_lifetime
             for order in await tx.orders_of_authorization(authz.id):
@@ -538,7 +477,7 @@ class RegistrationAuthority:
                 for a in failed
             ]
             names = ", ".join(a.identifier_value for a in failed)
-            self._fail_order(
+            fail_order(
                 tx,
                 order,
                 AcmeProblem(
@@ -548,125 +487,7 @@ class RegistrationAuthority:
                 ),
             )
         elif all(a.status == "valid" for a in authzs):
-            _change(tx, Kind.ORDER, order, "ready")
-
-    # --- finalize and certificates (RFC 8555 §7.4) ---
-
-    async def finalize(
-        self, account: AccountRow, order_id: str, payload: dict[str, Any]
-    ) -> OrderView:
-        csr_b64 = payload.get("csr")
-        if not isinstance(csr_b64, str):
-            raise malformed("finalize needs a 'csr' string")
-        csr, names = parse_csr(b64url_decode(csr_b64))
-        async with self._store.transaction() as tx:
-            order = await tx.get(OrderRow, order_id, for_update=True)
-            _owned(order, account, "order")
-            assert order is not None
-            authzs = await tx.authorizations_of_order(order.id)
-            self._expire(tx, order, authzs)
-            if order.status != "ready":
-                raise AcmeProblem(
-                    ProblemType.ORDER_NOT_READY,
-                    f"order is {order.status}; it must be ready to finalize",
-                )
-            wanted = {(i["type"], i["value"]) for i in order.identifiers}
-            self._check_csr_names(names.identifiers, names.common_name, wanted)
-            self._check_csr_key(csr, account)
-            _change(tx, Kind.ORDER, order, "processing")
-        try:
-            issued = self._ca.issue(
-                csr.public_key(),
-                sorted(v for t, v in wanted if t == "dns"),
-                self._config.certificate_lifetime,
-                ip_addresses=sorted(v for t, v in wanted if t == "ip"),
-            )
-        except Exception as err:
-            _log.exception("signing for order %s failed", order.id)
-            await self._fail_processing(order.id)
-            raise AcmeProblem(ProblemType.SERVER_INTERNAL, "the CA failed to sign") from err
-        certificate = CertificateRow(
-            id=new_id(),
-            serial=issued.serial_hex,
-            account_id=account.id,
-            order_id=order.id,
-            chain_pem=issued.chain_pem,
-            not_before=issued.certificate.not_valid_before_utc,
-            not_after=issued.certificate.not_valid_after_utc,
-            revoked_at=None,
-            revocation_reason=None,
-            created_at=self._clock.now(),
-        )
-        async with self._store.transaction() as tx:
-            row = await tx.get(OrderRow, order.id, for_update=True)
-            assert row is not None
-            tx.add(certificate)
-            _event(
-                tx,
-                "certificate.issued",
-                certificate=certificate.id,
-                serial=certificate.serial,
-                order=order.id,
-                account=account.id,
-                names=sorted(v for _, v in wanted),
-            )
-            _change(tx, Kind.ORDER, row, "valid", certificate=certificate.id)
-            row.certificate_id = certificate.id
-        return OrderView(row, [a.id for a in authzs])
-
-    @staticmethod
-    def _check_csr_names(
-        sans: frozenset[tuple[str, str]], cn: str | None, wanted: set[tuple[str, str]]
-    ) -> None:
-        """RFC 8555 §7.4: the CSR asks for exactly the order's identifiers."""
-        if cn is not None and cn not in {value for _, value in sans}:
-            raise AcmeProblem(ProblemType.BAD_CSR, "CSR common name must also be a SAN")
-        if sans != wanted:
-            missing = sorted(f"{t}:{v}" for t, v in wanted - sans)
-            extra = sorted(f"{t}:{v}" for t, v in sans - wanted)
-            raise AcmeProblem(
-                ProblemType.BAD_CSR,
-                f"CSR names must equal the order's; missing {missing}, not in order {extra}",
-            )
-
-    @staticmethod
-    def _check_csr_key(csr: x509.CertificateSigningRequest, account: AccountRow) -> None:
-        # RFC 8555 §11.1: a certificate key equal to the account key invites confusion.
-        account_key = import_public_jwk(account.jwk).raw_value
-        der = serialization.Encoding.DER
-        spki = serialization.PublicFormat.SubjectPublicKeyInfo
-        if csr.public_key().public_bytes(der, spki) == account_key.public_bytes(der, spki):  # type: ignore[union-attr]
-            raise AcmeProblem(ProblemType.BAD_CSR, "certificate key must differ from account key")
-
-    async def _fail_processing(self, order_id: str) -> None:
-        async with self._store.transaction() as tx:
-            order = await tx.get(OrderRow, order_id, for_update=True)
-            if order is not None and order.status == "processing":
-                problem = AcmeProblem(ProblemType.SERVER_INTERNAL, "signing failed")
-                self._fail_order(tx, order, problem)
-
-    async def fail_interrupted_issuance(self) -> None:
-        """Orders a crashed process left in `processing` end invalid; none is signed twice.
-
-        TODO: with several processes on one database this must only touch orders whose
-        processing began before this process started, or it fails a live issuance.
-        """
-        async with self._store.transaction() as tx:
-            for order in await tx.rows_in_status(OrderRow, "processing"):
-                self._fail_order(
-                    tx,
-                    order,
-                    AcmeProblem(
-                        ProblemType.SERVER_INTERNAL, "issuance was interrupted; place a new order"
-                    ),
-                )
-
-    async def certificate(self, account: AccountRow, certificate_id: str) -> CertificateRow:
-        async with self._store.transaction(write=False) as tx:
-            row = await tx.get(CertificateRow, certificate_id)
-            _owned(row, account, "certificate")
-            assert row is not None
-            return row
+            change(tx, Kind.ORDER, order, "ready")
 
     async def close(self) -> None:
         for task in list(self._validations):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from certsmith.server.registration import AuthorizationView, OrderView
+from certsmith.server.lifecycle import AuthorizationView, OrderView
 from certsmith.server.storage.models import AccountRow, AuthorizationRow, ChallengeRow
 
 ACME_PREFIX = "/acme"
