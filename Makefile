@@ -13,7 +13,7 @@ CERTBOT_VENV := $(BUILD)/certbot
 APT_PEERS := pebble lego dehydrated uacme acme-tiny caddy apache2 libapache2-mod-md bind9
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck unit peers clean bench
+.PHONY: run test lint typecheck unit peers clean bench bench-clients
 
 $(BIN)/.installed: pyproject.toml requirements/dev.txt requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ test: $(BIN)/.installed peers lint typecheck
 
 bench: $(BIN)/.installed peers
 	$(BIN)/python bench/compare.py
+
+bench-clients: $(BIN)/.installed peers
+	$(BIN)/python bench/clients.py
 
 clean:
 	rm -rf $(VENV) $(BUILD) .pytest_cache .mypy_cache .ruff_cache

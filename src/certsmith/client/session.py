@@ -77,6 +77,8 @@ class AcmeSession:
             headers={"User-Agent": f"certsmith/{__version__}"},
         )
         self._directory: dict[str, Any] | None = None
+        # Concurrent first users of a session share one directory fetch.
+        self._directory_lock = asyncio.Lock()
         self._nonces: list[str] = []
 
     async def __aenter__(self) -> AcmeSession:
@@ -89,6 +91,10 @@ class AcmeSession:
         await self._http.aclose()
 
     async def directory(self) -> dict[str, Any]:
+        async with self._directory_lock:
+            return await self._fetch_directory()
+
+    async def _fetch_directory(self) -> dict[str, Any]:
         if self._directory is None:
             response = await self._request("GET", self.directory_url)
             if response.status_code != 200:
@@ -182,4 +188,5 @@ class AcmeSession:
                 return dict(body)
             if loop.time() >= deadline:
                 raise AcmeClientError(f"{url} still {body.get('status')} after {max_wait:.0f}s")
-            delay = retry_after(response, min(max(delay * 2, 0.05), _DEFAULT_POLL))
+            # Start fast: a CA often validates in milliseconds; back off to a second.
+            delay = retry_after(response, min(max(delay * 2, 0.01), _DEFAULT_POLL))
