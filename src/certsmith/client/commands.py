@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ import click
 from certsmith.acme.keys import generate_private_key
 from certsmith.acme.problems import AcmeProblem
 from certsmith.client import account as account_ops
-from certsmith.client import orders
+from certsmith.client import ari, orders
 from certsmith.client.issuance import obtain
 from certsmith.client.orders import OrderFailed
 from certsmith.client.renewal import renewal_time
@@ -111,6 +110,9 @@ def solver_options(function: Callable[..., Any]) -> Callable[..., Any]:
                 "--tls-alpn", is_flag=True, help="Answer tls-alpn-01 with a built-in server."
             ),
             click.option("--tls-alpn-01-port", type=int, default=443, show_default=True),
+            click.option(
+                "--tls-alpn-01-address", default=None, help="Address to bind (default all)."
+            ),
         ]
     ):
         function = option(function)
@@ -141,7 +143,7 @@ def _solver_config(o: dict[str, Any]) -> dict[str, Any]:
     if o["webroot"]:
         config["webroot"] = str(Path(o["webroot"]).resolve())
     if o["tls_alpn"]:
-        config["tls_alpn"] = {"port": o["tls_alpn_01_port"], "address": o["http_01_address"]}
+        config["tls_alpn"] = {"port": o["tls_alpn_01_port"], "address": o["tls_alpn_01_address"]}
     return config
 
 
@@ -188,9 +190,17 @@ def issue(**o: Any) -> None:
 
 
 async def issue_certificate(
-    store: Store, name: str, config: dict[str, Any], options: AccountOptions | None
+    store: Store,
+    name: str,
+    config: dict[str, Any],
+    options: AccountOptions | None,
+    *,
+    replaces: str | None = None,
 ) -> Path:
-    """Issue (or renew) NAME as `config` says, under NAME's lock; returns live/NAME."""
+    """Issue (or renew) NAME as `config` says, under NAME's lock; returns live/NAME.
+
+    `replaces` is the ARI id of the certificate this one succeeds (RFC 9773 §5).
+    """
     with store.lock(name):
         identifiers = parse_identifiers(config["domains"])
         solvers = build_solvers(config["solvers"])
@@ -208,28 +218,27 @@ async def issue_certificate(
                 key,
                 profile=config.get("profile"),
                 preferred_chain=config.get("preferred_chain"),
-                replaces=config.get("replaces"),
+                replaces=replaces,
             )
         live = store.save_certificate(name, chain, key)
         store.save_renewal(name, config)
         if config.get("deploy_hook"):
-            _deploy(config["deploy_hook"], name, live.directory, identifiers)
+            await _deploy(config["deploy_hook"], name, live.directory, identifiers)
         return live.directory
 
 
-def _deploy(command: str, name: str, directory: Path, identifiers: Any) -> None:
-    result = subprocess.run(  # noqa: S602 -- the user's own hook, as certbot runs it
+async def _deploy(command: str, name: str, directory: Path, identifiers: Any) -> None:
+    """Run the user's deploy hook without stalling other renewals in this process."""
+    process = await asyncio.create_subprocess_shell(
         command,
-        shell=True,
         env=hook_environment(name, directory, identifiers),
-        capture_output=True,
-        text=True,
-        check=False,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
-    if result.returncode != 0:
-        raise AcmeClientError(
-            f"deploy hook exited {result.returncode}: {result.stderr.strip()[-500:]}"
-        )
+    _, stderr = await process.communicate()
+    if process.returncode != 0:
+        tail = stderr.decode("utf-8", "replace").strip()[-500:]
+        raise AcmeClientError(f"deploy hook exited {process.returncode}: {tail}")
 
 
 @click.command()
@@ -290,12 +299,17 @@ def certificates(config_dir: Path | None) -> None:
             continue
         cert = live.certificate()
         days = (cert.not_valid_after_utc - now).days
-        renew_at = renewal_time(cert).strftime("%Y-%m-%d %H:%M")
         config = store.load_renewal(name) or {}
+        # The CA's ARI choice, when one is stored, beats the lifetime rule (RFC 9773).
+        renew_moment = renewal_time(cert)
+        basis = "by lifetime"
+        if config.get("ari_renew_at"):
+            renew_moment, basis = ari.parse_timestamp(config["ari_renew_at"]), "by the CA's ARI"
+        renew_at = f"{renew_moment:%Y-%m-%d %H:%M} UTC ({basis})"
         click.echo(
             f"{name}\n  domains: {' '.join(config.get('domains', []))}\n"
             f"  expires: {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({days} days)\n"
-            f"  renew after: {renew_at} UTC\n  path: {live.fullchain}"
+            f"  renew after: {renew_at}\n  path: {live.fullchain}"
         )
 
 
@@ -371,5 +385,7 @@ def account_deactivate(**o: Any) -> None:
 
 
 def register_commands(group: click.Group) -> None:
-    for command in (issue, revoke, certificates, account_group):
+    from certsmith.client.renew_command import renew  # it imports this module
+
+    for command in (issue, revoke, certificates, account_group, renew):
         group.add_command(command)

@@ -19,7 +19,8 @@ from certsmith import __version__
 from certsmith.acme.jose import AnyKey, sign_jws
 from certsmith.acme.problems import AcmeProblem, ProblemType
 
-_BAD_NONCE_RETRIES = 5
+# Pebble rejects up to half of all nonces on purpose; each retry halves the odds again.
+_BAD_NONCE_RETRIES = 15
 _DEFAULT_POLL = 1.0
 _MAX_POLL = 10.0
 
@@ -125,6 +126,10 @@ class AcmeSession:
         if nonce:
             self._nonces.append(nonce)
         return response
+
+    async def get(self, url: str) -> httpx.Response:
+        """A plain, unsigned GET, for the few resources that are not POST-as-GET (ARI)."""
+        return await self._request("GET", url)
 
     async def _nonce(self) -> str:
         if self._nonces:

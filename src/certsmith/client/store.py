@@ -124,7 +124,10 @@ class Store:
 
     def names(self) -> list[str]:
         live = self.root / "live"
-        return sorted(p.name for p in live.iterdir()) if live.exists() else []
+        # ".NAME.xxxx.link" is a link a killed run made but never renamed into place.
+        if not live.exists():
+            return []
+        return sorted(p.name for p in live.iterdir() if not p.name.startswith("."))
 
     def save_certificate(self, name: str, chain_pem: str, key: PrivateKey) -> LiveCertificate:
         """Write a new version completely, then point `live/NAME` at it in one rename."""
