@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
@@ -165,91 +166,67 @@ class PlainReporter:
         return None
 
 
-class RichReporter:
-    """A live display on a terminal: a bar for the whole run and a row per certificate
-    still at work; rows of certificates that were not due disappear when checked."""
+class TerminalReporter:
+    """A live display on a terminal, redrawn in place: a bar for the whole run and a row per
+    certificate at work; rows of certificates that were not due disappear when checked.
+
+    Plain ANSI escapes, so the client needs no terminal library (and starts faster).
+    """
 
     _MARKS: ClassVar[dict[Status, str]] = {
-        "renewed": "[green]✓[/]",
-        "would-renew": "[yellow]•[/]",
-        "not-due": "[dim]·[/]",
-        "failed": "[red]✗[/]",
+        "renewed": "\x1b[32m✓\x1b[0m",
+        "would-renew": "\x1b[33m•\x1b[0m",
+        "not-due": "·",
+        "failed": "\x1b[31m✗\x1b[0m",
     }
+    _WIDTH = 30
 
     def __init__(self) -> None:
-        from rich.console import Console, Group
-        from rich.live import Live
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TaskID,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.console = Console(file=sys.stdout)
-        self._overall = Progress(
-            TextColumn("[bold]renew"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=self.console,
-        )
-        self._rows = Progress(
-            SpinnerColumn(finished_text=""),
-            TextColumn("{task.fields[mark]}"),
-            TextColumn("{task.fields[name]}", style="bold"),
-            TextColumn("{task.description}"),
-            console=self.console,
-        )
-        self._live = Live(
-            Group(self._overall, self._rows), console=self.console, refresh_per_second=8
-        )
-        self._total: TaskID | None = None
-        self._tasks: dict[str, TaskID] = {}
+        self._names: list[str] = []
+        self._rows: dict[str, tuple[str, str]] = {}
         self._counts: dict[Status, int] = {}
+        self._done = 0
+        self._drawn = 0
+        self._started = time.monotonic()
 
     def begin(self, names: list[str]) -> None:
-        self._total = self._overall.add_task("", total=len(names))
-        for name in names:
-            self._tasks[name] = self._rows.add_task(
-                "waiting", total=1, name=name, mark="", visible=False
-            )
-        self._live.start()
+        self._names = names
+        self._draw()
 
     def status(self, name: str, text: str) -> None:
-        self._rows.update(self._tasks[name], description=text, visible=True)
+        self._rows[name] = ("…", text)
+        self._draw()
 
     def renewing(self, name: str, why: str) -> None:
         self.status(name, f"renewing ({why})")
 
     def finish(self, outcome: Outcome) -> None:
-        message = _escape(outcome.short)
-        if outcome.status == "failed":
-            message = f"[red]{message}[/]"
-        self._rows.update(
-            self._tasks[outcome.name],
-            completed=1,
-            description=message,
-            mark=self._MARKS[outcome.status],
-            visible=outcome.status != "not-due",
-        )
+        self._done += 1
         self._counts[outcome.status] = self._counts.get(outcome.status, 0) + 1
-        assert self._total is not None
-        summary = ", ".join(f"{self._counts[s]} {_ORDER[s]}" for s in _ORDER if s in self._counts)
-        self._overall.update(self._total, advance=1, description=summary)
+        if outcome.status == "not-due":
+            self._rows.pop(outcome.name, None)
+        else:
+            self._rows[outcome.name] = (self._MARKS[outcome.status], outcome.short)
+        self._draw()
 
     def end(self) -> None:
-        self._live.stop()
+        self._draw()
 
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    def _draw(self) -> None:
+        total = max(len(self._names), 1)
+        filled = self._WIDTH * self._done // total
+        bar = "━" * filled + "\x1b[2m" + "━" * (self._WIDTH - filled) + "\x1b[0m"
+        summary = ", ".join(f"{self._counts[s]} {_ORDER[s]}" for s in _ORDER if s in self._counts)
+        elapsed = int(time.monotonic() - self._started)
+        lines = [f"renew {bar} {self._done}/{len(self._names)} {summary} {elapsed}s"]
+        lines += [
+            f"  {mark} \x1b[1m{name}\x1b[0m {text}" for name, (mark, text) in self._rows.items()
+        ]
+        # Up over what was drawn before, clear to the end of the screen, draw again.
+        prefix = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
+        sys.stdout.write(prefix + "\n".join(lines) + "\n")
+        sys.stdout.flush()
+        self._drawn = len(lines)
 
 
 # --- the work ---
@@ -460,7 +437,7 @@ def renew(
     if not names:
         click.echo(f"no certificates in {store.root}")
         return
-    reporter: Reporter = RichReporter() if sys.stdout.isatty() else PlainReporter()
+    reporter: Reporter = TerminalReporter() if sys.stdout.isatty() else PlainReporter()
     options = RenewOptions(force=force, dry_run=dry_run, concurrency=concurrency)
     outcomes = asyncio.run(Renewer(store, options, reporter).run(names))
     for outcome in outcomes:
