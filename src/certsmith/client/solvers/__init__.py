@@ -6,7 +6,7 @@ import asyncio
 import errno
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, Self
 
 from certsmith.client.session import AcmeClientError
 
@@ -55,3 +55,13 @@ async def stop(server: asyncio.Server | None) -> None:
     if server is not None:
         server.close()
         await server.wait_closed()
+
+
+class NoListener:
+    """For solvers that publish elsewhere (files, DNS) and hold nothing open between uses."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

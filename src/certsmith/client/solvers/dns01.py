@@ -33,6 +33,7 @@ from dns.rdtypes.ANY.TXT import TXT
 
 from certsmith.acme.challenges import dns01_record_name, dns01_txt_value
 from certsmith.client.session import AcmeClientError
+from certsmith.client.solvers import NoListener
 
 _log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
             await process.communicate()
 
 
-class HookDns01:
+class HookDns01(NoListener):
     """Runs `COMMAND present|cleanup RECORD VALUE` to publish the TXT record.
 
     RECORD is absolute (`_acme-challenge.example.org.`), VALUE the RFC 8555 §8.4 digest.
@@ -201,12 +202,6 @@ class HookDns01:
         self.resolver = resolver
         self.propagation_timeout = propagation_timeout
         self.hook_timeout = hook_timeout
-
-    async def __aenter__(self) -> HookDns01:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
     async def present(self, identifier: dict[str, str], token: str, key_authorization: str) -> None:
         record = challenge_record(identifier)
@@ -289,7 +284,7 @@ def _rcode_hint(rcode: dns.rcode.Rcode) -> str:
     return hints.get(rcode, "")
 
 
-class Rfc2136Dns01:
+class Rfc2136Dns01(NoListener):
     """Adds and deletes the TXT record with RFC 2136 UPDATEs, signed by TSIG (RFC 8945).
 
     Without a `zone`, the zone is the nearest name above the record for which `server`
@@ -317,12 +312,6 @@ class Rfc2136Dns01:
         except dns.exception.DNSException as err:
             raise AcmeClientError(f"bad zone name {zone!r}: {err}") from err
         self._zones: dict[dns.name.Name, dns.name.Name] = {}
-
-    async def __aenter__(self) -> Rfc2136Dns01:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
     async def present(self, identifier: dict[str, str], token: str, key_authorization: str) -> None:
         record = challenge_record(identifier)

@@ -88,7 +88,7 @@ class WebrootHttp01:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        return None  # the token files are removed one by one in cleanup
 
     async def present(self, identifier: dict[str, str], token: str, key_authorization: str) -> None:
         path = self.directory / token
