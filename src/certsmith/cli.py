@@ -72,6 +72,12 @@ def _port_option(
 )
 @click.option("--cert-lifetime", default="90d", show_default=True, help="e.g. 90d, 6d, 12h.")
 @click.option(
+    "--authz-lifetime",
+    default="30d",
+    show_default=True,
+    help="How long a valid authorization is reused for new orders of its account.",
+)
+@click.option(
     "--eab-required",
     is_flag=True,
     help="New accounts need an External Account Binding (see `certsmith eab`).",
@@ -143,6 +149,7 @@ def _server_config(options: dict[str, Any]) -> Any:
         blocked_suffixes=options["block_suffix"],
         allow_private_ips=options["allow_private_ips"],
         certificate_lifetime=parse_duration(options["cert_lifetime"]),
+        valid_authorization_lifetime=parse_duration(options["authz_lifetime"]),
         eab_required=options["eab_required"],
     )
 

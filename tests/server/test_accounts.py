@@ -148,3 +148,24 @@ def test_authorization_deactivation_fails_its_order(acme: Acme) -> None:
     # A second deactivation is refused: deactivated is final (RFC 8555 §7.1.6).
     assert_problem(acme.post(authz_url, {"status": "deactivated"}), "malformed", 400)
     assert_problem(acme.post(authz_url, {"status": "valid"}), "malformed", 400)
+
+
+def test_orders_list_is_paginated(ca_server: CaServer) -> None:
+    """RFC 8555 §7.1.2.1: the orders list pages with Link rel="next"; every order once."""
+    import re
+
+    client = Acme(ca_server.directory, ca_server.root)
+    client.register()
+    created = [client.new_order(f"page{i}.test").headers["Location"] for i in range(53)]
+    seen: list[str] = []
+    url: str | None = client.get(client.kid or "").json()["orders"]
+    pages = 0
+    while url is not None:
+        response = client.get(url)
+        seen += response.json()["orders"]
+        pages += 1
+        match = re.search(r'<([^>]+)>;rel="next"', response.headers.get("Link", ""))
+        url = match.group(1) if match else None
+    assert pages == 2
+    assert sorted(seen) == sorted(created)
+    client.close()

@@ -62,6 +62,10 @@ class ServerConfig:
             raise ValueError("certificate lifetime must be at least one hour")
         if self.certificate_lifetime > timedelta(days=398):
             raise ValueError("certificate lifetime must not exceed 398 days (CA/B BR 6.3.2)")
+        # Shorter than an order's lifetime is allowed: reuse then never happens (it needs
+        # the authorization to outlive the new order), which is a way to turn it off.
+        if self.valid_authorization_lifetime < timedelta(minutes=1):
+            raise ValueError("authorization lifetime must be at least one minute")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
         from certsmith.server.policy import normalise_suffix
