@@ -3,6 +3,9 @@
 Pebble's validation authority asks that challtestsrv for every name (it answers
 127.0.0.1) and connects to `http01_port` / `tlsalpn01_port` on loopback, where a test's
 solver listens. Everything binds 127.0.0.1 on ports picked free at start.
+
+`pebble_bind9` is a Pebble whose validation authority asks the bind9 fixture's `named`
+instead, so a dns-01 record is seen only if an RFC 2136 update put it there.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.client.bind9 import Bind9
 from tests.support import ChallTestSrv, free_port, require_tool, trust, wait_for
 
 
@@ -90,6 +94,9 @@ class Pebble:
     challtestsrv: ChallTestSrv = field(
         default_factory=lambda: ChallTestSrv(dns_port=free_port(), management_port=free_port())
     )
+    # HOST:PORT the validation authority resolves names with; None: the challtestsrv above,
+    # which is then started along with Pebble.
+    resolver: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,7 +119,7 @@ class Pebble:
 
     @property
     def dns_server(self) -> str:
-        return self.challtestsrv.dns_server
+        return self.resolver or self.challtestsrv.dns_server
 
     @property
     def challtestsrv_management_port(self) -> int:
@@ -147,9 +154,10 @@ class Pebble:
             "PEBBLE_WFE_NONCEREJECT": str(self.nonce_reject),
         }
         args = [require_tool("pebble"), "-config", str(config_path)]
-        args += ["-dnsserver", self.challtestsrv.dns_server]
+        args += ["-dnsserver", self.dns_server]
         try:
-            self.challtestsrv.start()
+            if self.resolver is None:
+                self.challtestsrv.start()
             with self.log_path.open("ab") as log:
                 self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env)
             wait_for(self._ready, what=f"pebble on {self.port}")
@@ -211,6 +219,16 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
 def pebble_nonce_reject(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
     """A second Pebble that answers half of all good nonces with badNonce (RFC 8555 §6.5)."""
     server = Pebble(tmp_path_factory.mktemp("pebble-badnonce"), nonce_reject=50)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pebble_bind9(tmp_path_factory: pytest.TempPathFactory, bind9: Bind9) -> Iterator[Pebble]:
+    """A Pebble whose validation authority resolves every name with the bind9 fixture."""
+    host, port = bind9.server
+    server = Pebble(tmp_path_factory.mktemp("pebble-bind9"), resolver=f"{host}:{port}")
     server.start()
     yield server
     server.stop()
