@@ -162,10 +162,9 @@ def test_certbot_registers_with_eab(eab_ca: CaServer, tmp_path: Path) -> None:
         "-m",
         "eab@example.org",
         "--no-eff-email",
-        "--eab-kid",
-        key_id,
-        "--eab-hmac-key",
-        mac,
+        # "=": a base64url key may start with "-", which argparse would take for an option.
+        f"--eab-kid={key_id}",
+        f"--eab-hmac-key={mac}",
     )
     listing = subprocess.run(
         [*CERTSMITH, "eab", "list", "--data-dir", str(eab_ca.data_dir)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,15 +54,53 @@ def run(coroutine: Awaitable[T]) -> T:
         raise click.ClickException(describe(err)) from None
 
 
+def friendly(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures anywhere in a command become one line and exit status 1."""
+
+    @functools.wraps(function)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except (AcmeProblem, AcmeClientError, OrderFailed) as err:
+            raise click.ClickException(describe(err)) from None
+
+    return wrapped
+
+
+def choose_ca(
+    o: dict[str, Any], store: Store, cert_name: str | None = None
+) -> tuple[str, Path | None]:
+    """Which CA and CA bundle: --server/--ca-bundle, else the certificate's own, else the
+    store's only account; never a public CA by default."""
+    bundle = Path(o["ca_bundle"]) if o.get("ca_bundle") else None
+    if o.get("server"):
+        server = resolve_server(o["server"])
+        return server, bundle or _stored_bundle(store.account_meta(server))
+    config = store.load_renewal(cert_name) if cert_name else None
+    if config is not None:
+        stored = config.get("ca_bundle")
+        return str(config["server"]), bundle or (Path(stored) if stored else None)
+    accounts = store.accounts()
+    if len(accounts) == 1:
+        return str(accounts[0]["directory"]), bundle or _stored_bundle(accounts[0])
+    known = ", ".join(str(a.get("directory")) for a in accounts) or "none yet"
+    raise AcmeClientError(f"say which CA with --server (accounts in the store: {known})")
+
+
+def _stored_bundle(meta: dict[str, Any] | None) -> Path | None:
+    value = (meta or {}).get("ca_bundle")
+    return Path(value) if value else None
+
+
 def common(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options every client command takes: which CA, how to trust it, where files live."""
     for option in reversed(
         [
             click.option(
                 "--server",
-                default="letsencrypt-staging",
-                show_default=True,
-                help="Directory URL or a short name (letsencrypt, pebble, ...).",
+                default=None,
+                help="Directory URL or a short name (letsencrypt, letsencrypt-staging, "
+                "pebble, ...); default: the CA of --cert-name, or the store's only account.",
             ),
             click.option(
                 "--ca-bundle",
@@ -76,7 +115,7 @@ def common(function: Callable[..., Any]) -> Callable[..., Any]:
         ]
     ):
         function = option(function)
-    return function
+    return friendly(function)
 
 
 def _store(config_dir: Path | None) -> Store:
@@ -173,9 +212,10 @@ def issue(**o: Any) -> None:
     store = _store(o["config_dir"])
     identifiers = parse_identifiers(list(o["domains"]))
     name = o["cert_name"] or certificate_name(identifiers)
+    server, bundle = choose_ca(o, store, name)
     config = {
-        "server": resolve_server(o["server"]),
-        "ca_bundle": str(Path(o["ca_bundle"]).resolve()) if o["ca_bundle"] else None,
+        "server": server,
+        "ca_bundle": str(bundle.resolve()) if bundle else None,
         "domains": [i.value for i in identifiers],
         "solvers": _solver_config(o),
         "key_type": o["key_type"],
@@ -206,8 +246,11 @@ async def issue_certificate(
         solvers = build_solvers(config["solvers"])
         key = store.current_key(name) if config.get("reuse_key") else None
         key = key or generate_private_key(config.get("key_type", "ec256"))
-        verify = trust(Path(config["ca_bundle"]) if config.get("ca_bundle") else None)
-        session = await open_session(store, config["server"], verify, options)
+        bundle = Path(config["ca_bundle"]) if config.get("ca_bundle") else None
+        verify = trust(bundle)
+        session = await open_session(
+            store, config["server"], verify, options, config.get("ca_bundle")
+        )
         async with session, contextlib.AsyncExitStack() as stack:
             for solver in solvers:
                 await stack.enter_async_context(solver)
@@ -238,7 +281,10 @@ async def _deploy(command: str, name: str, directory: Path, identifiers: Any) ->
     _, stderr = await process.communicate()
     if process.returncode != 0:
         tail = stderr.decode("utf-8", "replace").strip()[-500:]
-        raise AcmeClientError(f"deploy hook exited {process.returncode}: {tail}")
+        raise AcmeClientError(
+            f"the new certificate is saved in {directory}, but the deploy hook exited "
+            f"{process.returncode}: {tail}"
+        )
 
 
 @click.command()
@@ -265,8 +311,8 @@ def revoke(**o: Any) -> None:
             raise click.ClickException("give --cert-path or the --cert-name of a stored one")
         path = live.directory / "cert.pem"
     certificate = x509.load_pem_x509_certificates(Path(path).read_bytes())[0]
-    server = resolve_server(o["server"])
-    verify = trust(o["ca_bundle"])
+    server, bundle = choose_ca(o, store, o["cert_name"])
+    verify = trust(bundle)
 
     cert_key = jwk_of(load_private_key(Path(o["key_path"]).read_bytes())) if o["key_path"] else None
 
@@ -326,11 +372,14 @@ def account_group() -> None:
 @click.option("--eab-hmac-key", help="External Account Binding MAC key (base64url).")
 def account_register(**o: Any) -> None:
     store = _store(o["config_dir"])
-    server = resolve_server(o["server"])
+    if not o["server"]:
+        raise AcmeClientError("say which CA to register with: --server URL or a short name")
+    server, bundle = choose_ca(o, store)
     options = AccountOptions(o["email"], o["agree_tos"], o["eab_kid"], o["eab_hmac_key"])
+    absolute = str(bundle.resolve()) if bundle else None
 
     async def work() -> str:
-        async with await open_session(store, server, trust(o["ca_bundle"]), options) as session:
+        async with await open_session(store, server, trust(bundle), options, absolute) as session:
             return str(session.kid)
 
     click.echo(f"account {run(work())}")
@@ -340,10 +389,10 @@ def account_register(**o: Any) -> None:
 @common
 def account_show(**o: Any) -> None:
     store = _store(o["config_dir"])
-    server = resolve_server(o["server"])
+    server, bundle = choose_ca(o, store)
 
     async def work() -> dict[str, Any]:
-        async with await open_session(store, server, trust(o["ca_bundle"]), None) as session:
+        async with await open_session(store, server, trust(bundle), None) as session:
             return {"url": session.kid, **await account_ops.show(session)}
 
     for key, value in run(work()).items():
@@ -356,10 +405,10 @@ def account_show(**o: Any) -> None:
 def account_rollover(**o: Any) -> None:
     """Replace the account key (RFC 8555 §7.3.5); the new key is stored first."""
     store = _store(o["config_dir"])
-    server = resolve_server(o["server"])
+    server, bundle = choose_ca(o, store)
 
     async def work() -> None:
-        async with await open_session(store, server, trust(o["ca_bundle"]), None) as session:
+        async with await open_session(store, server, trust(bundle), None) as session:
             new_key = generate_private_key(o["key_type"])
             await account_ops.rollover(session, jwk_of(new_key))
             store.save_account_key(server, new_key)
@@ -373,10 +422,10 @@ def account_rollover(**o: Any) -> None:
 @click.confirmation_option(prompt="Deactivate the account? This cannot be undone.")
 def account_deactivate(**o: Any) -> None:
     store = _store(o["config_dir"])
-    server = resolve_server(o["server"])
+    server, bundle = choose_ca(o, store)
 
     async def work() -> None:
-        async with await open_session(store, server, trust(o["ca_bundle"]), None) as session:
+        async with await open_session(store, server, trust(bundle), None) as session:
             await account_ops.deactivate(session)
         store.forget_account(server)
 

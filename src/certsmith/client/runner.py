@@ -90,6 +90,7 @@ async def open_session(
     server: str,
     verify: ssl.SSLContext | bool,
     options: AccountOptions | None,
+    ca_bundle: str | None = None,
 ) -> AcmeSession:
     """A session with the stored account for `server`; with `options`, one is made if none
     is stored. The key is saved before registering, so a crash never loses an account."""
@@ -122,7 +123,10 @@ async def open_session(
         raise AcmeClientError("the CA requires External Account Binding: --eab-kid/--eab-hmac-key")
     contact = [f"mailto:{options.email}"] if options.email else None
     body = await account.register(session, contact=contact, agree_tos=options.agree_tos, eab=eab)
-    store.save_account_meta(server, {"kid": session.kid, "directory": server, "account": body})
+    stored = {"kid": session.kid, "directory": server, "account": body}
+    if ca_bundle is not None:
+        stored["ca_bundle"] = ca_bundle  # an absolute path; later commands trust it again
+    store.save_account_meta(server, stored)
     return session
 
 

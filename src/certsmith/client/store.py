@@ -39,7 +39,7 @@ def default_config_dir() -> Path:
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` so that readers see the old or the new file, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -53,6 +53,17 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
             tmp.unlink()
         raise
     _fsync_dir(path.parent)
+
+
+def private_dirs(directory: Path) -> None:
+    """Create `directory` and any missing parents as owner-only (0700): whoever may write
+    in the store could swap a key or a live/ link."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -103,6 +114,16 @@ class Store:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         return load_private_key(key_path.read_bytes()), meta
 
+    def account_meta(self, directory_url: str) -> dict[str, Any] | None:
+        path = self.account_dir(directory_url) / "account.json"
+        return dict(json.loads(path.read_text())) if path.exists() else None
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """The stored accounts' metadata (each has "directory"), one per CA."""
+        folder = self.root / "accounts"
+        found = [p / "account.json" for p in folder.iterdir()] if folder.exists() else []
+        return [dict(json.loads(p.read_text())) for p in sorted(found) if p.exists()]
+
     def save_account_key(self, directory_url: str, key: PrivateKey) -> None:
         write_atomic(self.account_dir(directory_url) / "account.key", private_key_pem(key), 0o600)
 
@@ -138,16 +159,16 @@ class Store:
         first = chain_pem.index(end) + len(end)
         cert_pem, rest = chain_pem[:first].strip() + "\n", chain_pem[first:].strip()
         archive = self.root / "archive" / name
-        archive.mkdir(parents=True, exist_ok=True)
+        private_dirs(archive)
         version = 1 + max((int(p.name) for p in archive.iterdir() if p.name.isdigit()), default=0)
         folder = archive / str(version)
-        folder.mkdir(mode=0o755)
+        folder.mkdir(mode=0o700)
         write_atomic(folder / "privkey.pem", private_key_pem(key), 0o600)
         write_atomic(folder / "cert.pem", cert_pem.encode())
         write_atomic(folder / "chain.pem", (rest + "\n").encode() if rest else b"")
         write_atomic(folder / "fullchain.pem", (cert_pem + (rest + "\n" if rest else "")).encode())
         live = self.root / "live" / name
-        live.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(live.parent)
         link_tmp = live.with_name(f".{name}.{secrets.token_hex(4)}.link")
         os.symlink(os.path.relpath(folder, live.parent), link_tmp)
         os.replace(link_tmp, live)
@@ -172,7 +193,7 @@ class Store:
     def lock(self, name: str) -> Iterator[None]:
         """Hold NAME's lock for the block; a second run on NAME fails fast, it never waits."""
         path = self.root / "locks" / f"{name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
         with path.open("a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
