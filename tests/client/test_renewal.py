@@ -414,6 +414,8 @@ def test_exclusive_resources() -> None:
     d = exclusive_resources({"solvers": {"tls_alpn": {"port": 80, "address": "127.0.0.2"}}})
     assert conflict(a, b) and conflict(c, b) and conflict(a, d) and not conflict(a, c)
     assert not conflict(a, exclusive_resources(listens(81, "127.0.0.2")))
+    # The same listener twice is one shared responder, so it is no conflict.
+    assert not conflict(a, exclusive_resources(listens(80, "127.0.0.2")))
     hook = {"solvers": {"dns_hook": {"command": "/usr/local/bin/dns"}}}
     assert conflict(exclusive_resources(hook), exclusive_resources(hook))
     assert exclusive_resources({"solvers": {"webroot": "/srv/www"}}) == frozenset()
@@ -613,8 +615,9 @@ def test_renew_shows_progress_on_a_terminal(ca_server: CaServer, tmp_path: Path)
     assert live_version(store, "tty") == "../archive/tty/2"
 
 
-def test_same_port_renewals_take_turns(ca_server: CaServer, tmp_path: Path) -> None:
-    """Two certificates whose standalone listeners share 127.0.0.1:PORT both renew."""
+def test_same_port_renewals_share_one_responder(ca_server: CaServer, tmp_path: Path) -> None:
+    """Two certificates whose standalone listeners share 127.0.0.1:PORT renew at once,
+    answered by one responder the run keeps open."""
     store = tmp_path / "store"
     names = ["turn-a", "turn-b"]
     for name in names:
@@ -623,6 +626,10 @@ def test_same_port_renewals_take_turns(ca_server: CaServer, tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert "summary: 2 renewed, 0 failed" in result.stdout
     assert all(live_version(store, n) == f"../archive/{n}/2" for n in names)
+    lines = result.stdout.splitlines()
+    first_done = min(i for i, line in enumerate(lines) if line.startswith("renewed "))
+    started = [line for line in lines[:first_done] if line.startswith("renewing ")]
+    assert len(started) == 2, result.stdout
 
 
 def test_one_failure_does_not_stop_the_others(ca_server: CaServer, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from certsmith.client.runner import (
     trust,
 )
 from certsmith.client.session import AcmeClientError
-from certsmith.client.solving import build_solvers
+from certsmith.client.solving import ListenerPool, build_solvers
 from certsmith.client.store import Store, default_config_dir
 
 T = TypeVar("T")
@@ -236,10 +236,12 @@ async def issue_certificate(
     options: AccountOptions | None,
     *,
     replaces: str | None = None,
+    listeners: ListenerPool | None = None,
 ) -> Path:
     """Issue (or renew) NAME as `config` says, under NAME's lock; returns live/NAME.
 
-    `replaces` is the ARI id of the certificate this one succeeds (RFC 9773 §5).
+    `replaces` is the ARI id of the certificate this one succeeds (RFC 9773 §5);
+    `listeners` lends standalone responders that outlive this one issuance.
     """
     with store.lock(name):
         identifiers = parse_identifiers(config["domains"])
@@ -252,8 +254,12 @@ async def issue_certificate(
             store, config["server"], verify, options, config.get("ca_bundle")
         )
         async with session, contextlib.AsyncExitStack() as stack:
-            for solver in solvers:
-                await stack.enter_async_context(solver)
+            for index, solver in enumerate(solvers):
+                shared = await listeners.adopt(solver) if listeners else None
+                if shared is None:
+                    await stack.enter_async_context(solver)
+                else:
+                    solvers[index] = shared
             chain = await obtain(
                 session,
                 identifiers,

@@ -31,6 +31,7 @@ from certsmith.client.commands import issue_certificate
 from certsmith.client.renewal import Decision, decide, replaces_id
 from certsmith.client.runner import describe, open_session, trust
 from certsmith.client.session import AcmeClientError, AcmeSession
+from certsmith.client.solving import ListenerPool
 from certsmith.client.store import Store, default_config_dir
 
 Status = Literal["renewed", "not-due", "would-renew", "failed"]
@@ -83,7 +84,8 @@ def exclusive_resources(config: dict[str, Any]) -> frozenset[Resource]:
         spec = solvers.get(kind)
         if isinstance(spec, dict) and spec.get("port") is not None:
             address = spec.get("address")
-            held.add(("port", int(spec["port"]), None if address in _ANY_ADDRESS else address))
+            address = None if address in _ANY_ADDRESS else address
+            held.add(("port", int(spec["port"]), address, kind))
     hook = solvers.get("dns_hook")
     if isinstance(hook, dict) and hook.get("command"):
         held.add(("hook", str(hook["command"])))
@@ -92,6 +94,8 @@ def exclusive_resources(config: dict[str, Any]) -> frozenset[Resource]:
 
 def _collide(a: Resource, b: Resource) -> bool:
     if a[0] == "port" and b[0] == "port":
+        if a == b:
+            return False  # the same listener: one shared responder serves both
         return a[1] == b[1] and (a[2] is None or b[2] is None or a[2] == b[2])
     return a == b
 
@@ -232,8 +236,16 @@ class TerminalReporter:
 # --- the work ---
 
 
-async def _issue(store: Store, name: str, config: dict[str, Any], replaces: str | None) -> Path:
-    return await issue_certificate(store, name, config, None, replaces=replaces)
+async def _issue(
+    store: Store,
+    name: str,
+    config: dict[str, Any],
+    replaces: str | None,
+    listeners: ListenerPool,
+) -> Path:
+    return await issue_certificate(
+        store, name, config, None, replaces=replaces, listeners=listeners
+    )
 
 
 class _CheckSessions:
@@ -285,6 +297,7 @@ class Renewer:
         self.rng = rng
         self._slots = Slots(options.concurrency)
         self._sessions = _CheckSessions(store)
+        self._listeners = ListenerPool()
 
     async def run(self, names: list[str]) -> list[Outcome]:
         self.reporter.begin(names)
@@ -292,6 +305,7 @@ class Renewer:
             return list(await asyncio.gather(*(self._one(name) for name in names)))
         finally:
             await self._sessions.close()
+            await self._listeners.close()
             self.reporter.end()
 
     async def _one(self, name: str) -> Outcome:
@@ -363,7 +377,9 @@ class Renewer:
             resources, lambda: self.reporter.status(name, f"waiting for {waiting or 'a slot'}")
         ):
             self.reporter.renewing(name, why)
-            await _issue(self.store, name, ari.without_state(config), decision.replaces)
+            await _issue(
+                self.store, name, ari.without_state(config), decision.replaces, self._listeners
+            )
             live = self.store.live(name)
             if live is None:
                 raise AcmeClientError(f"live/{name} is missing after renewal")

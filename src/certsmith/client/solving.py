@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +70,34 @@ def build_solvers(config: dict[str, Any]) -> list[Solver]:
 def _resolver(options: dict[str, Any]) -> tuple[str, int] | None:
     value = options.get("resolver")
     return parse_host_port(value, 53) if value else None
+
+
+class ListenerPool:
+    """Standalone listeners kept open across the issuances of one run (`renew`), so that
+    certificates answering on the same port and address are renewed at the same time: a
+    responder looks answers up by token (http-01) or SNI name (tls-alpn-01)."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, int, str | None], Solver] = {}
+        self._stack = contextlib.AsyncExitStack()
+        self._lock = asyncio.Lock()
+
+    @staticmethod
+    def key(solver: Solver) -> tuple[str, int, str | None] | None:
+        port, address = getattr(solver, "port", None), getattr(solver, "address", None)
+        if not isinstance(port, int):
+            return None
+        return (solver.challenge_type, port, address)
+
+    async def adopt(self, solver: Solver) -> Solver | None:
+        """The pool's open listener standing in for `solver`, or None if it holds no port."""
+        key = self.key(solver)
+        if key is None:
+            return None
+        async with self._lock:
+            if key not in self._open:
+                self._open[key] = await self._stack.enter_async_context(solver)
+            return self._open[key]
+
+    async def close(self) -> None:
+        await self._stack.aclose()
