@@ -10,7 +10,7 @@ from typing import Any
 from certsmith.acme.identifiers import Identifier
 from certsmith.acme.jose import key_authorization
 from certsmith.acme.keys import PrivateKey, build_csr
-from certsmith.acme.problems import AcmeProblem
+from certsmith.acme.problems import AcmeProblem, ProblemType
 from certsmith.client.orders import (
     Order,
     OrderFailed,
@@ -123,8 +123,16 @@ async def obtain(
     urls = order.body.get("authorizations", [])
     bodies = await asyncio.gather(*(session.get_json(url) for url in urls))
     await _solve(session, plan(list(zip(urls, bodies, strict=True)), solvers), max_wait)
-    order = await wait_until_ready(session, order, max_wait)
     dns = [i.value for i in identifiers if i.type == "dns"]
     ips = [i.value for i in identifiers if i.type == "ip"]
-    order = await finalize(session, order, build_csr(key, dns, ip_addresses=ips), max_wait)
+    csr = build_csr(key, dns, ip_addresses=ips)
+    try:
+        # Every authorization is valid, so the order is ready: finalize without asking.
+        order = await finalize(session, order, csr, max_wait)
+    except AcmeProblem as problem:
+        if problem.type is not ProblemType.ORDER_NOT_READY:
+            raise
+        # A CA may turn the order ready a moment after its authorizations (RFC 8555 §7.4).
+        order = await wait_until_ready(session, order, max_wait)
+        order = await finalize(session, order, csr, max_wait)
     return await download(session, order.body["certificate"], preferred_chain)
