@@ -39,15 +39,11 @@ _TERMS = (
 )
 
 
-def terms_url(front: FrontEnd, request: Request) -> str:
-    return front.config.terms_of_service or f"{urls_for(request).base}/terms"
-
-
 @endpoint
 async def directory(front: FrontEnd, request: Request) -> Response:
     urls = urls_for(request)
     meta: dict[str, object] = {
-        "termsOfService": terms_url(front, request),
+        "termsOfService": front.terms_url(request),
         "website": front.config.website or f"{urls.base}/",
         "caaIdentities": list(front.config.caa_identities),
         "externalAccountRequired": front.config.eab_required,

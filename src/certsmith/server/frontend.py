@@ -155,12 +155,15 @@ class FrontEnd:
             self._check_terms(request, account)
         return Signed(parsed, key, account)
 
+    def terms_url(self, request: Request) -> str:
+        """The configured terms of service, or the built-in page at /terms."""
+        return self.config.terms_of_service or f"{urls_for(request).base}/terms"
+
     def _check_terms(self, request: Request, account: AccountRow) -> None:
         """RFC 8555 §7.3.3: after the terms change, the account must agree again first."""
         if account.terms_version in (None, self.config.terms_version):
             return
-        urls = urls_for(request)
-        terms = self.config.terms_of_service or f"{urls.base}/terms"
+        terms = self.terms_url(request)
         raise AcmeProblem(
             ProblemType.USER_ACTION_REQUIRED,
             "the terms of service have changed; agree to them by updating the account "
