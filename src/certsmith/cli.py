@@ -167,7 +167,9 @@ def _run_with_store(data_dir: Path, database: str | None, action: Any) -> Any:
     from certsmith.server.storage import Store
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    url = database or f"sqlite:///{data_dir.resolve() / 'certsmith.db'}"
+    from certsmith.server.config import default_database_url
+
+    url = database or default_database_url(data_dir)
 
     async def run() -> Any:
         store = Store(url)

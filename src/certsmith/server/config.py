@@ -27,6 +27,11 @@ def parse_host_port(value: str, *, default_port: int | None = None) -> tuple[str
     return host, int(port_text)
 
 
+def default_database_url(data_dir: Path) -> str:
+    """The embedded SQLite database every part of one CA shares (server, `eab` commands)."""
+    return f"sqlite:///{data_dir.resolve() / 'certsmith.db'}"
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     data_dir: Path
@@ -84,4 +89,4 @@ class ServerConfig:
 
     @property
     def database(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'certsmith.db'}"
+        return self.database_url or default_database_url(self.data_dir)
