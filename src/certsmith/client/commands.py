@@ -15,7 +15,7 @@ import click
 from certsmith.acme.keys import generate_private_key
 from certsmith.acme.problems import AcmeProblem
 from certsmith.client import account as account_ops
-from certsmith.client import ari, orders
+from certsmith.client import orders
 from certsmith.client.issuance import obtain
 from certsmith.client.orders import OrderFailed
 from certsmith.client.renewal import renewal_time
@@ -356,7 +356,9 @@ def certificates(config_dir: Path | None) -> None:
         renew_moment = renewal_time(cert)
         basis = "by lifetime"
         if config.get("ari_renew_at"):
-            renew_moment, basis = ari.parse_timestamp(config["ari_renew_at"]), "by the CA's ARI"
+            from certsmith.client.ari import parse_timestamp
+
+            renew_moment, basis = parse_timestamp(config["ari_renew_at"]), "by the CA's ARI"
         renew_at = f"{renew_moment:%Y-%m-%d %H:%M} UTC ({basis})"
         click.echo(
             f"{name}\n  domains: {' '.join(config.get('domains', []))}\n"
@@ -437,10 +439,3 @@ def account_deactivate(**o: Any) -> None:
 
     run(work())
     click.echo("account deactivated")
-
-
-def register_commands(group: click.Group) -> None:
-    from certsmith.client.renew_command import renew  # it imports this module
-
-    for command in (issue, revoke, certificates, account_group, renew):
-        group.add_command(command)
