@@ -29,7 +29,7 @@ from certsmith.server.resources import (
     Urls,
 )
 from certsmith.server.revocation import Revoker
-from certsmith.server.storage import Store
+from certsmith.server.storage import Store, Tx
 from certsmith.server.storage.models import AccountRow
 from certsmith.server.validation.authority import ValidationAuthority
 
@@ -140,17 +140,20 @@ class FrontEnd:
         account: AccountRow | None = None
         if jwk_or_kid:
             use_jwk = parsed.jwk is not None
-        if use_jwk:
-            if parsed.jwk is None:
-                raise malformed("this request must be signed with a 'jwk' header, not 'kid'")
-            key = import_public_jwk(parsed.jwk)
-        else:
-            if parsed.kid is None:
-                raise malformed("this request must be signed with a 'kid' header, not 'jwk'")
-            account = await self._account_for_kid(request, parsed.kid)
-            key = import_public_jwk(account.jwk)
-        verify_jws(parsed, key)
-        await self.nonces.redeem(parsed.nonce)
+        if use_jwk and parsed.jwk is None:
+            raise malformed("this request must be signed with a 'jwk' header, not 'kid'")
+        if not use_jwk and parsed.kid is None:
+            raise malformed("this request must be signed with a 'kid' header, not 'jwk'")
+        # One transaction for the account lookup and the nonce: a request that fails its
+        # signature rolls back and burns nothing.
+        async with self.store.transaction() as tx:
+            if parsed.kid is not None and not use_jwk:
+                account = await self._account_for_kid(tx, request, parsed.kid)
+                key = import_public_jwk(account.jwk)
+            else:
+                key = import_public_jwk(parsed.jwk)
+            verify_jws(parsed, key)
+            await self.nonces.redeem_in(tx, parsed.nonce)
         if account is not None and not outdated_terms_ok:
             self._check_terms(request, account)
         return Signed(parsed, key, account)
@@ -172,12 +175,12 @@ class FrontEnd:
             extra={"instance": terms},
         )
 
-    async def _account_for_kid(self, request: Request, kid: str) -> AccountRow:
+    async def _account_for_kid(self, tx: Tx, request: Request, kid: str) -> AccountRow:
         prefix = urls_for(request).account_prefix
         account_id = kid[len(prefix) :] if kid.startswith(prefix) else ""
         if not account_id or "/" in account_id:
             raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "'kid' is not an account URL")
-        account = await self.ra.account(account_id)
+        account = await tx.get(AccountRow, account_id)
         if account is None:
             raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account with this 'kid'")
         if account.status != "valid":

@@ -16,7 +16,7 @@ from datetime import timedelta
 from certsmith.acme.jose import b64url_decode, b64url_encode
 from certsmith.acme.problems import AcmeProblem, ProblemType
 from certsmith.server.clock import Clock
-from certsmith.server.storage import Store
+from certsmith.server.storage import Store, Tx
 
 _RANDOM_BYTES = 12
 _TAG_BYTES = 16
@@ -53,14 +53,18 @@ class NonceService:
 
     async def redeem(self, nonce: str) -> None:
         """Accept `nonce` once; badNonce if forged, expired or used before."""
+        async with self._store.transaction() as tx:
+            await self.redeem_in(tx, nonce)
+
+    async def redeem_in(self, tx: Tx, nonce: str) -> None:
+        """`redeem` inside a transaction the caller commits (and may roll back)."""
         body = self._check(nonce)
         issued = struct.unpack(">I", body[_RANDOM_BYTES:])[0]
-        async with self._store.transaction() as tx:
-            if not await tx.redeem_nonce(body.hex(), issued + self._lifetime):
-                raise bad_nonce("nonce has already been used")
-            self._redeemed += 1
-            if self._redeemed % _PURGE_EVERY == 0:
-                await tx.purge_used_nonces(self._now())
+        if not await tx.redeem_nonce(body.hex(), issued + self._lifetime):
+            raise bad_nonce("nonce has already been used")
+        self._redeemed += 1
+        if self._redeemed % _PURGE_EVERY == 0:
+            await tx.purge_used_nonces(self._now())
 
     def _check(self, nonce: str) -> bytes:
         try:

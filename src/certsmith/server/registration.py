@@ -79,10 +79,6 @@ class RegistrationAuthority:
 
     # --- accounts (RFC 8555 §7.3) ---
 
-    async def account(self, account_id: str) -> AccountRow | None:
-        async with self._store.transaction(write=False) as tx:
-            return await tx.get(AccountRow, account_id)
-
     async def account_by_key(self, key: AnyKey) -> AccountRow | None:
         async with self._store.transaction(write=False) as tx:
             return await tx.account_by_thumbprint(thumbprint(key))
