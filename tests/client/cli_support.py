@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.interop.verify import verify_chain
+from tests.support import CaServer, ChallTestSrv
 
 CERTSMITH = [sys.executable, "-m", "certsmith.cli"]
 TIMEOUT = 60
@@ -208,3 +209,16 @@ def verify(fullchain: bytes, root: Path, name: str) -> x509.Certificate:
 def common_name(path: Path) -> str:
     cert = x509.load_pem_x509_certificate(path.read_bytes())
     return str(cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+
+
+def certsmith_ca(ca_server: CaServer, challtestsrv: ChallTestSrv) -> Ca:
+    """The session's `certsmith serve` and its DNS, as the CLI tests see a CA."""
+    return Ca(
+        directory=ca_server.directory,
+        ca_bundle=ca_server.root,
+        root=ca_server.root,
+        http01_port=ca_server.http01_port,
+        tlsalpn01_port=ca_server.tlsalpn01_port,
+        dns_server=challtestsrv.dns_server,
+        challtestsrv_port=challtestsrv.management_port,
+    )

@@ -9,8 +9,8 @@ from cryptography.x509.verification import VerificationError
 
 from tests.client.cli_scenarios import CliScenarios
 from tests.client.cli_support import (
-    Ca,
     Client,
+    certsmith_ca,
     check_stored,
     common_name,
     domains,
@@ -27,15 +27,7 @@ class TestCliCertsmith(CliScenarios):
 
     @pytest.fixture
     def client(self, ca_server: CaServer, challtestsrv: ChallTestSrv, tmp_path: Path) -> Client:
-        ca = Ca(
-            directory=ca_server.directory,
-            ca_bundle=ca_server.root,
-            root=ca_server.root,
-            http01_port=ca_server.http01_port,
-            tlsalpn01_port=ca_server.tlsalpn01_port,
-            dns_server=challtestsrv.dns_server,
-            challtestsrv_port=challtestsrv.management_port,
-        )
+        ca = certsmith_ca(ca_server, challtestsrv)
         return Client(ca, tmp_path / "config")
 
     def test_preferred_chain(self, client: Client, ca_server: CaServer) -> None:

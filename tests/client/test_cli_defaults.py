@@ -7,20 +7,12 @@ import os
 import stat
 from pathlib import Path
 
-from tests.client.cli_support import Ca, Client, domains, standalone
+from tests.client.cli_support import Client, certsmith_ca, domains, standalone
 from tests.support import CaServer, ChallTestSrv
 
 
 def _client(ca_server: CaServer, challtestsrv: ChallTestSrv, config: Path) -> Client:
-    ca = Ca(
-        directory=ca_server.directory,
-        ca_bundle=ca_server.root,
-        root=ca_server.root,
-        http01_port=ca_server.http01_port,
-        tlsalpn01_port=ca_server.tlsalpn01_port,
-        dns_server=challtestsrv.dns_server,
-        challtestsrv_port=challtestsrv.management_port,
-    )
+    ca = certsmith_ca(ca_server, challtestsrv)
     return Client(ca, config)
 
 

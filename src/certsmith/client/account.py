@@ -68,12 +68,6 @@ async def update_contact(session: AcmeSession, contact: list[str]) -> dict[str, 
     return dict(response.json())
 
 
-async def agree_to_terms(session: AcmeSession) -> dict[str, Any]:
-    assert session.kid is not None
-    response = await session.post(session.kid, {"termsOfServiceAgreed": True})
-    return dict(response.json())
-
-
 async def show(session: AcmeSession) -> dict[str, Any]:
     assert session.kid is not None
     return await session.get_json(session.kid)

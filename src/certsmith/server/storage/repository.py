@@ -64,11 +64,10 @@ class _InlineSession:
 class Tx:
     """One database transaction with the reads and writes the server uses."""
 
-    def __init__(
-        self, session: AsyncSession | _InlineSession, *, lock_rows: bool, dialect: str
-    ) -> None:
+    def __init__(self, session: AsyncSession | _InlineSession, *, dialect: str) -> None:
         self.session = session
-        self._lock_rows = lock_rows
+        # SQLite has no row locks (and needs none: its writers are serialised).
+        self._lock_rows = dialect != "sqlite"
         self._dialect = dialect
         self.committed_callbacks: list[Callable[[], None]] = []
 
@@ -239,12 +238,12 @@ class Store:
         async with lock:
             if self._engine is not None:
                 with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                    tx = Tx(_InlineSession(session), lock_rows=False, dialect="sqlite")
+                    tx = Tx(_InlineSession(session), dialect="sqlite")
                     yield tx
             else:
                 assert self._async_engine is not None
                 asession = AsyncSession(self._async_engine, expire_on_commit=False)
-                tx = Tx(asession, lock_rows=True, dialect=self.dialect)
+                tx = Tx(asession, dialect=self.dialect)
                 async with asession, asession.begin():
                     yield tx
         for callback in tx.committed_callbacks:
